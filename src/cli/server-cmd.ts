@@ -1,0 +1,80 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { bootstrapCredentials, startController } from '../controller.js';
+import { makeLogger } from './log.js';
+import { int, onSignals } from './util.js';
+
+const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
+
+const controllerOptions = (c: Command) => c
+  .option('--data <dir>', 'data directory (SQLite store, credentials.json, join-token, logs)', './data')
+  .option('--listen <addr>', 'address the API listens on', '127.0.0.1')
+  .option('--port <n>', 'API port (0 picks a free one)', int, 8780)
+  .option('--name <name>', 'controller name, unique among controllers sharing a store', hostname())
+  .option('--vm-types <file>', 'JSON array of VM types {type, vcpus, memoryMiB, systemDiskGiB, resourceType} to add to the catalog')
+  .option('--overcommit-vcpu <ratio>', 'best-effort vCPU overcommit', Number, 4)
+  .option('--overcommit-memory <ratio>', 'best-effort memory overcommit', Number, 1)
+  .option('--graceful-stop-ms <ms>', 'powerOffVm: time an ACPI shutdown gets before the VM is forced off', int, 60_000);
+
+function controllerArgs(o: Record<string, any>, data: string) {
+  return {
+    db: o.db ?? `sqlite:${join(data, 'kumo.db')}`, dataDir: data, host: o.listen, port: o.port, name: o.name,
+    overcommit: { vcpu: o.overcommitVcpu, memory: o.overcommitMemory }, vmTypesFile: o.vmTypes, gracefulStopMs: o.gracefulStopMs,
+  };
+}
+
+export function serverCommands(program: Command): void {
+  controllerOptions(program.command('controller')
+    .description('run a controller: API (/RPC2, /v1), state store, scheduler and request engine')
+    .option('--db <url>', 'state store: postgres://… (several controllers) or sqlite:FILE (default DATA/kumo.db)')
+    .option('--log <file>', 'log file (default: stderr)'))
+    .action(async (o) => {
+      const data = resolve(o.data);
+      const c = await startController({ ...controllerArgs(o, data), log: makeLogger('controller', o.log) });
+      const creds = await bootstrapCredentials(c, data);
+      process.stdout.write(`kumo controller ${o.name}\n  XML-RPC:     ${c.url}/RPC2\n  REST:        ${c.url}/v1\n  join token:  ${join(data, 'join-token')}\n  credentials: ${creds ?? '(users exist already; this controller wrote none)'}\n`);
+      onSignals(() => c.close());
+    });
+
+  controllerOptions(program.command('up')
+    .description('run the all-in-one cloud: controller + agent (+ storage node when it lands) on this machine, SQLite in DATA')
+    .option('--sim-boot-ms <ms>', 'sim driver: simulated boot time', int, 2000))
+    .action(async (o) => {
+      const data = resolve(o.data);
+      const logs = join(data, 'logs');
+      const c = await startController({ ...controllerArgs(o, data), log: makeLogger('controller', join(logs, 'controller.log')) });
+      const creds = await bootstrapCredentials(c, data);
+      let agent: ChildProcess | null = null;
+      let stopping = false;
+      const startAgent = () => {
+        agent = spawn(process.execPath, [MAIN, 'agent', '--controller', c.url, '--zone', 'zone-1', '--host', hostname(), '--listen', `${o.listen}:0`,
+          '--data', join(data, 'agent'), '--join-token-file', join(data, 'join-token'), '--sim-boot-ms', String(o.simBootMs), '--log', join(logs, 'agent.log')],
+        { stdio: ['ignore', 'inherit', 'inherit'] });
+        agent.on('exit', (code, signal) => {
+          if (stopping) return;
+          process.stderr.write(`kumo up: the agent exited (${signal ?? code}); restarting it\n`);
+          setTimeout(startAgent, 1000);
+        });
+      };
+      startAgent();
+      process.stdout.write([
+        `kumo is up (data in ${data})`,
+        `  XML-RPC:     ${c.url}/RPC2`,
+        `  REST:        ${c.url}/v1   (OpenAPI: ${c.url}/v1/openapi.json, events: ws ${c.url.replace('http', 'ws')}/v1/events)`,
+        `  credentials: ${creds}`,
+        `  metrics:     ${c.url}/metrics`,
+        `  logs:        ${logs}`,
+        `  try:         ./kumo vm create --type be.small && ./kumo vm list`,
+        '',
+      ].join('\n'));
+      onSignals(async () => {
+        stopping = true;
+        const a = agent as ChildProcess | null;
+        if (a && a.exitCode === null) { const gone = new Promise((r) => a.once('exit', r)); a.kill('SIGTERM'); await gone; }
+        await c.close();
+      });
+    });
+}

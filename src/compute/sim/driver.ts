@@ -1,0 +1,65 @@
+import { readFileSync, writeFileSync, renameSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DriverError, type ComputeDriver, type StopOptions, type VmReport, type VmSpec } from '../driver.js';
+
+export interface SimTimings { bootMs: number; shutdownMs: number }
+
+/**
+ * A hypervisor that only keeps books: boot and shutdown take simulated time, and its VM table is
+ * kept in a file so a restarted agent finds its "running" VMs, as it finds QEMU processes.
+ * For scale simulation and fast tests, never a fallback for QEMU.
+ */
+export class SimDriver implements ComputeDriver {
+  readonly name = 'sim';
+  readonly accel = 'sim';
+  private readonly vms = new Map<string, VmSpec>();
+  private readonly listeners: ((vmId: string, reason: 'shutdown' | 'crash') => void)[] = [];
+
+  constructor(private readonly timings: SimTimings, private readonly stateFile: string | null = null) {
+    if (stateFile) {
+      try {
+        for (const spec of JSON.parse(readFileSync(stateFile, 'utf8')) as VmSpec[]) this.vms.set(spec.vmId, spec);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+    }
+  }
+
+  async start(spec: VmSpec): Promise<void> {
+    if (this.vms.has(spec.vmId)) return;
+    await sleep(this.timings.bootMs);
+    this.vms.set(spec.vmId, spec);
+    this.save();
+  }
+
+  async stop(vmId: string, opts: StopOptions): Promise<void> {
+    if (!this.vms.has(vmId)) return;
+    if (!opts.force) await sleep(Math.min(this.timings.shutdownMs, opts.timeoutMs));
+    this.vms.delete(vmId);
+    this.save();
+  }
+
+  async reset(vmId: string): Promise<void> {
+    if (!this.vms.has(vmId)) throw new DriverError(vmId, `${vmId} is not running on this host`);
+    await sleep(this.timings.bootMs);
+  }
+
+  async list(): Promise<VmReport[]> {
+    return [...this.vms.keys()].map((vmId) => ({ vmId, power: 'running' as const }));
+  }
+
+  onExit(listener: (vmId: string, reason: 'shutdown' | 'crash') => void): void { this.listeners.push(listener); }
+
+  /** Simulates a guest that powers itself off, for tests of the exit path. */
+  guestShutdown(vmId: string): void {
+    if (this.vms.delete(vmId)) { this.save(); this.listeners.forEach((l) => l(vmId, 'shutdown')); }
+  }
+
+  private save(): void {
+    if (!this.stateFile) return;
+    mkdirSync(dirname(this.stateFile), { recursive: true });
+    writeFileSync(`${this.stateFile}.tmp`, JSON.stringify([...this.vms.values()]));
+    renameSync(`${this.stateFile}.tmp`, this.stateFile);
+  }
+}

@@ -1,0 +1,116 @@
+import { Fault, KumoError, invalidState } from '../../core/errors.js';
+import type { AgentClient } from '../../agent/client.js';
+import type { VmSpec } from '../../compute/driver.js';
+import { place, type Arch, type SchedulerPolicy } from '../../scheduler/index.js';
+import type { Db } from '../../state/db.js';
+import { now } from '../../state/db.js';
+import type { HostRow, VmRow } from '../../state/schema.js';
+import { capacitySnapshot } from '../../services/capacity.js';
+import type { Events } from '../../services/events.js';
+import type { Metrics } from '../../services/metrics.js';
+import type { Handler, RequestContext } from '../engine.js';
+
+export interface PowerDeps { db: Db; events: Events; agents: AgentClient; policy: SchedulerPolicy; metrics: Metrics; gracefulStopMs: number }
+
+/** Power requests: placement, then the idempotent agent call, then the VM row. Each step can be
+ * repeated after a controller restart, which is what makes these requests resumable. */
+export function powerHandlers(d: PowerDeps): Record<string, Handler> {
+  const vmRow = (id: string) => d.db.k.selectFrom('vms').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+  const hostRow = (id: string) => d.db.k.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+
+  async function setVm(vm: VmRow, set: Partial<Pick<VmRow, 'status' | 'power' | 'host_id'>>): Promise<void> {
+    await d.db.k.updateTable('vms').set({ ...set, updated_at: now() }).where('id', '=', vm.id).execute();
+    if (set.status && set.status !== vm.status) await d.events.publish(d.db.k, vm.tenant_id, `vm.${set.status}`, vm.id, { ...set });
+  }
+
+  async function spec(vm: VmRow): Promise<VmSpec> {
+    const [disks, nics] = await Promise.all([
+      d.db.k.selectFrom('vm_disks').innerJoin('volumes', 'volumes.id', 'vm_disks.volume_id')
+        .select(['vm_disks.slot', 'vm_disks.volume_id', 'volumes.size_gib']).where('vm_id', '=', vm.id).orderBy('slot').execute(),
+      d.db.k.selectFrom('vm_nics').selectAll().where('vm_id', '=', vm.id).orderBy('slot').execute(),
+    ]);
+    return {
+      vmId: vm.id, name: vm.name, vcpus: vm.vcpus, memoryMiB: vm.memory_mib,
+      architecture: vm.architecture as Arch, resourceType: vm.resource_type as VmSpec['resourceType'],
+      disks: disks.map((x) => ({ slot: x.slot, volumeId: x.volume_id, sizeGiB: x.size_gib })),
+      nics: nics.map((n) => ({ slot: n.slot, networkId: n.network_id, mac: n.mac })),
+    };
+  }
+
+  /** Placement and the host reservation happen in one locked transaction so two controllers
+   * never fill the same capacity. */
+  async function placeVm(vm: VmRow): Promise<HostRow> {
+    const t0 = process.hrtime.bigint();
+    const hostId = await d.db.k.transaction().execute(async (trx) => {
+      await d.db.lock(trx, 'placement');
+      const r = place(await capacitySnapshot(trx), {
+        vmId: vm.id, tenantId: vm.tenant_id, vcpus: vm.vcpus, memoryMiB: vm.memory_mib,
+        resourceType: vm.resource_type as never, architecture: vm.architecture as Arch, zone: vm.zone_id,
+      }, d.policy);
+      if (!r.ok) throw new KumoError(Fault.NO_CAPACITY, r.reason);
+      await trx.updateTable('vms').set({ host_id: r.hostId, updated_at: now() }).where('id', '=', vm.id).execute();
+      return r.hostId;
+    });
+    d.metrics.schedulerSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+    return hostRow(hostId);
+  }
+
+  async function powerOn(ctx: RequestContext): Promise<unknown> {
+    let vm = await vmRow(ctx.req.resource_id);
+    if (vm.status === 'running' && vm.host_id) return { host: vm.host_id, message: 'already running' };
+    await setVm(vm, { status: 'starting' });
+    vm = await vmRow(vm.id);
+    let host: HostRow;
+    try {
+      host = vm.host_id ? await hostRow(vm.host_id) : await placeVm(vm);
+    } catch (e) {
+      await setVm(vm, { status: 'stopped', power: 'off', host_id: null });
+      throw e;
+    }
+    await ctx.progress(30, `placed on ${host.name} (${host.id}); starting`);
+    try {
+      await d.agents.start(host, await spec(vm));
+    } catch (e) {
+      // Leave nothing half-started behind before giving the capacity back.
+      await d.agents.stop(host, vm.id, { force: true, timeoutMs: 0 }).catch(() => {});
+      await setVm(vm, { status: 'stopped', power: 'off', host_id: null });
+      throw new KumoError(Fault.INTERNAL, `starting ${vm.id} on ${host.name} failed: ${(e as Error).message}`);
+    }
+    await setVm(vm, { status: 'running', power: 'on', host_id: host.id });
+    return { host: host.id };
+  }
+
+  async function powerOff(ctx: RequestContext): Promise<unknown> {
+    const vm = await vmRow(ctx.req.resource_id);
+    if (vm.status === 'stopped' || !vm.host_id) {
+      if (vm.status !== 'stopped') await setVm(vm, { status: 'stopped', power: 'off', host_id: null });
+      return { message: 'already stopped' };
+    }
+    const force = ctx.params.force === true;
+    const before = vm.status;
+    await setVm(vm, { status: 'stopping' });
+    await ctx.progress(20, force ? 'forcing off' : `ACPI shutdown (forced after ${d.gracefulStopMs / 1000} s)`);
+    try {
+      await d.agents.stop(await hostRow(vm.host_id), vm.id, { force, timeoutMs: d.gracefulStopMs });
+    } catch (e) {
+      await setVm(vm, { status: before === 'stopping' ? 'running' : before });
+      throw new KumoError(Fault.INTERNAL, `stopping ${vm.id} failed: ${(e as Error).message}`);
+    }
+    await setVm(vm, { status: 'stopped', power: 'off', host_id: null });
+    return {};
+  }
+
+  async function reset(ctx: RequestContext): Promise<unknown> {
+    const vm = await vmRow(ctx.req.resource_id);
+    if (vm.status !== 'running' || !vm.host_id) throw invalidState(`resetVm needs ${vm.id} running; it is ${vm.status}`);
+    try {
+      await d.agents.reset(await hostRow(vm.host_id), vm.id);
+    } catch (e) {
+      throw new KumoError(Fault.INTERNAL, `resetting ${vm.id} failed: ${(e as Error).message}`);
+    }
+    await d.events.publish(d.db.k, vm.tenant_id, 'vm.reset', vm.id);
+    return {};
+  }
+
+  return { powerOnVm: powerOn, powerOffVm: powerOff, resetVm: reset };
+}

@@ -1,0 +1,82 @@
+import { cpuFits, cpuHeadroom, memoryFits, memoryHeadroom } from './capacity.js';
+import type { HostCapacity, SchedulerPolicy, VmDemand } from './types.js';
+
+/**
+ * A filter names one reason a host must never take a VM. A rejected host is charged to the first
+ * filter that rejects it, which is what the failure reason counts. The structural filters (zone,
+ * pool) come first so that CapacityIndex, which skips whole zones and pools, reports the same
+ * counts as a full scan.
+ */
+export interface Filter {
+  readonly name: string;
+  readonly pass: (host: HostCapacity, vm: VmDemand, policy: SchedulerPolicy) => boolean;
+  /** What follows the count in the reason: "3 in maintenance". */
+  readonly rejects: (vm: VmDemand) => string;
+  /** Capacity filters report the closest miss: "(best fit 512 MiB free, need 1024 MiB)". */
+  readonly shortfall?: {
+    readonly unit: string;
+    readonly headroom: (host: HostCapacity, vm: VmDemand, policy: SchedulerPolicy) => number;
+    readonly need: (vm: VmDemand) => number;
+  };
+}
+
+export const inZone = (h: HostCapacity, vm: VmDemand): boolean => !vm.zone || h.zone === vm.zone;
+
+/** Dedicated VMs go only to their tenant's hosts; everything else stays off dedicated hosts. */
+export const inPool = (h: HostCapacity, vm: VmDemand): boolean => (vm.resourceType === 'dedicated'
+  ? h.pool === 'dedicated' && h.dedicatedTenant === vm.tenantId
+  : h.pool === 'shared');
+
+export const notExcluded = (h: HostCapacity, vm: VmDemand): boolean =>
+  vm.excludeHosts === undefined || vm.excludeHosts.length === 0 || !vm.excludeHosts.includes(h.hostId);
+
+export const isUp = (h: HostCapacity): boolean => h.up;
+export const notInMaintenance = (h: HostCapacity): boolean => !h.maintenance;
+/** A plain loop: Array#includes is a builtin call the scan cannot inline. */
+export function runsArch(h: HostCapacity, vm: VmDemand): boolean {
+  const archs = h.architectures;
+  for (let i = 0; i < archs.length; i++) if (archs[i] === vm.architecture) return true;
+  return false;
+}
+export const hasVcpus = (h: HostCapacity, vm: VmDemand, p: SchedulerPolicy): boolean => cpuFits(h, vm, p.overcommit);
+export const hasMemory = (h: HostCapacity, vm: VmDemand, p: SchedulerPolicy): boolean => memoryFits(h, vm, p.overcommit);
+
+export const zoneFilter: Filter = { name: 'zone', pass: inZone, rejects: (vm) => `outside zone ${vm.zone}` };
+export const poolFilter: Filter = {
+  name: 'pool',
+  pass: inPool,
+  rejects: (vm) => (vm.resourceType === 'dedicated' ? `not dedicated to ${vm.tenantId}` : 'in the dedicated pool'),
+};
+export const excludeFilter: Filter = { name: 'exclude', pass: notExcluded, rejects: () => 'excluded' };
+export const upFilter: Filter = { name: 'up', pass: isUp, rejects: () => 'with the agent down' };
+export const maintenanceFilter: Filter = { name: 'maintenance', pass: notInMaintenance, rejects: () => 'in maintenance' };
+export const architectureFilter: Filter = { name: 'architecture', pass: runsArch, rejects: (vm) => `without ${vm.architecture}` };
+export const cpuFilter: Filter = {
+  name: 'cpu',
+  pass: hasVcpus,
+  rejects: () => 'lack vCPUs',
+  shortfall: { unit: 'vCPUs', headroom: (h, vm, p) => cpuHeadroom(h, vm, p.overcommit), need: (vm) => vm.vcpus },
+};
+export const memoryFilter: Filter = {
+  name: 'memory',
+  pass: hasMemory,
+  rejects: () => 'lack memory',
+  shortfall: { unit: 'MiB', headroom: (h, vm, p) => memoryHeadroom(h, vm, p.overcommit), need: (vm) => vm.memoryMiB },
+};
+
+/** Order matters (see Filter); CapacityIndex relies on zone and pool coming first. */
+export const CORE_FILTERS: readonly Filter[] = [
+  zoneFilter, poolFilter, excludeFilter, upFilter, maintenanceFilter, architectureFilter, cpuFilter, memoryFilter,
+];
+
+/**
+ * CORE_FILTERS as one function. Calling filters through the list costs a megamorphic call each
+ * (~15 ns, eight per host: most of a 10,000-host scan); direct calls to the same predicates get
+ * inlined. Keep it in step with CORE_FILTERS — the property tests compare scans with the list.
+ */
+export const passesCore = (h: HostCapacity, vm: VmDemand, p: SchedulerPolicy): boolean =>
+  inZone(h, vm) && inPool(h, vm) && notExcluded(h, vm) && isUp(h) && notInMaintenance(h) && runsArch(h, vm)
+  && hasVcpus(h, vm, p) && hasMemory(h, vm, p);
+
+/** New filters append here (after the core); they run through the list, after passesCore. */
+export const FILTERS: readonly Filter[] = [...CORE_FILTERS];

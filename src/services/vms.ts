@@ -1,0 +1,207 @@
+import { Fault, KumoError, invalidParams, invalidState, notAvailableYet, notFound } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import type { Db, Q } from '../state/db.js';
+import { now } from '../state/db.js';
+import type { VmRow } from '../state/schema.js';
+import { place, type Arch, type SchedulerPolicy } from '../scheduler/index.js';
+import { capacitySnapshot } from './capacity.js';
+import type { Events } from './events.js';
+import { visible, type Principal } from './principal.js';
+import { checkQuota } from './quota.js';
+import { activeOn, type Requests } from './requests.js';
+import { checkName, checkRange } from './validate.js';
+import type { VmTypes } from './vm-types.js';
+import type { Zones } from './zones.js';
+
+export const ARCHITECTURES = ['x86_64', 'i686'] as const;
+export const MAX_SLOTS = 16;
+
+export interface AllocateVmArgs { type: string; name?: string; zone?: string; architecture?: string; systemDiskGiB?: number }
+
+function checkArch(a: string): asserts a is Arch {
+  if (!(ARCHITECTURES as readonly string[]).includes(a)) throw invalidParams(`architecture must be one of ${ARCHITECTURES.join(', ')} (got ${JSON.stringify(a.slice(0, 20))})`);
+}
+
+export class Vms {
+  constructor(
+    private readonly db: Db, private readonly events: Events, private readonly requests: Requests,
+    private readonly types: VmTypes, private readonly zones: Zones, private readonly policy: SchedulerPolicy,
+  ) {}
+
+  /** A VM the caller may see; another tenant's VM is "not found", never "forbidden". */
+  async row(q: Q, p: Principal, vmId: string): Promise<VmRow> {
+    const vm = await q.selectFrom('vms').selectAll().where('id', '=', vmId).executeTakeFirst();
+    if (!vm || !visible(p, vm.tenant_id)) throw notFound('VM', vmId);
+    return vm;
+  }
+
+  /** Slot changes and type changes need a VM that is off with nothing queued that could start it. */
+  async requireStopped(q: Q, vm: VmRow, action: string): Promise<void> {
+    if (vm.status !== 'stopped') throw invalidState(`${action} needs ${vm.id} stopped; it is ${vm.status}`);
+    const active = await activeOn(q, vm.id);
+    if (active.length) throw new KumoError(Fault.CONFLICT, `${vm.id} has ${active[0].method} ${active[0].id} ${active[0].status}`);
+  }
+
+  async list(p: Principal) {
+    let q = this.db.k.selectFrom('vms').select(['id', 'name', 'type', 'status']).orderBy('created_at').orderBy('id');
+    if (!p.admin) q = q.where('tenant_id', '=', p.tenantId);
+    return (await q.execute()).map((v) => ({ vmId: v.id, name: v.name, type: v.type, status: v.status }));
+  }
+
+  async info(p: Principal, vmId: string) {
+    const vm = await this.row(this.db.k, p, vmId);
+    const [disks, nics, addrs, comment, zone] = await Promise.all([
+      this.db.k.selectFrom('vm_disks').innerJoin('volumes', 'volumes.id', 'vm_disks.volume_id')
+        .select(['vm_disks.slot', 'vm_disks.volume_id', 'volumes.size_gib']).where('vm_disks.vm_id', '=', vmId).orderBy('vm_disks.slot').execute(),
+      this.db.k.selectFrom('vm_nics').selectAll().where('vm_id', '=', vmId).orderBy('slot').execute(),
+      this.db.k.selectFrom('nic_addresses').selectAll().where('vm_id', '=', vmId).orderBy('ip').execute(),
+      this.db.k.selectFrom('comments').select('comment').where('resource_id', '=', vmId).executeTakeFirst(),
+      this.zones.name(this.db.k, vm.zone_id),
+    ]);
+    return {
+      vmId: vm.id, name: vm.name, type: vm.type, architecture: vm.architecture, resourceType: vm.resource_type,
+      vcpus: vm.vcpus, memoryMiB: vm.memory_mib, status: vm.status, power: vm.power, zone, host: vm.host_id ?? '',
+      disks: disks.map((d) => ({ slot: d.slot, volumeId: d.volume_id, sizeGiB: d.size_gib })),
+      nics: nics.map((n) => ({ slot: n.slot, networkId: n.network_id, mac: n.mac, ipAddresses: addrs.filter((a) => a.slot === n.slot).map((a) => a.ip) })),
+      createdAt: vm.created_at, comment: comment?.comment ?? '',
+    };
+  }
+
+  async status(p: Principal, vmId: string) {
+    const vm = await this.row(this.db.k, p, vmId);
+    const active = await activeOn(this.db.k, vmId);
+    return { vmId: vm.id, power: vm.power, status: vm.status, requestId: active[0]?.id ?? '' };
+  }
+
+  async allocate(p: Principal, a: AllocateVmArgs): Promise<string> {
+    const vmId = newId('vm');
+    const name = a.name ?? vmId;
+    checkName(name);
+    const arch = a.architecture ?? 'x86_64';
+    checkArch(arch);
+    await this.db.k.transaction().execute(async (trx) => {
+      await this.db.lock(trx, `tenant:${p.tenantId}`);
+      const t = await this.types.get(trx, a.type);
+      const diskGiB = a.systemDiskGiB ?? t.systemDiskGiB;
+      checkRange(diskGiB, t.systemDiskGiB, 16384, `systemDiskGiB for ${t.type}`);
+      const zone = a.zone === undefined || a.zone === '' ? null : (await this.zones.resolve(trx, a.zone)).id;
+      await checkQuota(trx, p.tenantId, { vms: 1, vcpus: t.vcpus, memoryMiB: t.memoryMiB, volumes: 1, volumeGiB: diskGiB });
+      const at = now();
+      await trx.insertInto('vms').values({
+        id: vmId, tenant_id: p.tenantId, name, type: t.type, architecture: arch, resource_type: t.resourceType,
+        vcpus: t.vcpus, memory_mib: t.memoryMiB, status: 'stopped', power: 'off', zone_id: zone, host_id: null, created_at: at, updated_at: at,
+      }).execute();
+      const volId = newId('vol');
+      await trx.insertInto('volumes').values({
+        id: volId, tenant_id: p.tenantId, name: `${name}-system`.slice(0, 63), size_gib: diskGiB, class: 'best-effort', iops: 0,
+        replicas: 1, zone_id: zone, encrypted: 0, system: 1, created_at: at,
+      }).execute();
+      await trx.insertInto('vm_disks').values({ vm_id: vmId, slot: 0, volume_id: volId }).execute();
+      await this.events.publish(trx, p.tenantId, 'vm.allocated', vmId, { type: t.type });
+    });
+    return vmId;
+  }
+
+  async deallocate(p: Principal, vmId: string): Promise<true> {
+    await this.db.k.transaction().execute(async (trx) => {
+      const vm = await this.row(trx, p, vmId);
+      await this.requireStopped(trx, vm, 'deallocateVm');
+      const system = await trx.selectFrom('vm_disks').select('volume_id').where('vm_id', '=', vmId).where('slot', '=', 0).executeTakeFirst();
+      await trx.deleteFrom('vm_disks').where('vm_id', '=', vmId).execute();
+      if (system) await trx.deleteFrom('volumes').where('id', '=', system.volume_id).execute();
+      await trx.deleteFrom('nic_addresses').where('vm_id', '=', vmId).execute();
+      await trx.deleteFrom('vm_nics').where('vm_id', '=', vmId).execute();
+      await trx.deleteFrom('comments').where('resource_id', '=', vmId).execute();
+      await trx.deleteFrom('vms').where('id', '=', vmId).execute();
+      await this.events.publish(trx, vm.tenant_id, 'vm.deallocated', vmId);
+    });
+    return true;
+  }
+
+  /** The same check the engine makes when it runs the request, made early so a full cloud answers
+   * NO_CAPACITY at once instead of through a failed request. */
+  private async dryRunPlacement(q: Q, vm: VmRow): Promise<void> {
+    if (vm.host_id) return;
+    const r = place(await capacitySnapshot(q), {
+      vmId: vm.id, tenantId: vm.tenant_id, vcpus: vm.vcpus, memoryMiB: vm.memory_mib,
+      resourceType: vm.resource_type as never, architecture: vm.architecture as Arch, zone: vm.zone_id,
+    }, this.policy);
+    if (!r.ok) throw new KumoError(Fault.NO_CAPACITY, r.reason);
+  }
+
+  private async submitPower(p: Principal, vmId: string, method: string, params: Record<string, unknown>,
+    admissible: (vm: VmRow, pending: boolean) => void): Promise<string> {
+    return this.db.k.transaction().execute(async (trx) => {
+      const vm = await this.row(trx, p, vmId);
+      const active = await activeOn(trx, vmId);
+      const same = active.find((r) => r.method === method);
+      if (same) throw new KumoError(Fault.CONFLICT, `${vmId} already has ${method} ${same.id} ${same.status}`);
+      admissible(vm, active.length > 0);
+      if (method === 'powerOnVm' && active.length === 0) await this.dryRunPlacement(trx, vm);
+      return this.requests.submit(trx, vm.tenant_id, method, vmId, params);
+    });
+  }
+
+  powerOn(p: Principal, vmId: string) {
+    return this.submitPower(p, vmId, 'powerOnVm', {}, (vm, pending) => {
+      if (!pending && vm.status !== 'stopped' && vm.status !== 'error') throw invalidState(`${vmId} is ${vm.status}`);
+    });
+  }
+
+  powerOff(p: Principal, vmId: string, force = false) {
+    return this.submitPower(p, vmId, 'powerOffVm', { force }, (vm, pending) => {
+      if (!pending && vm.status === 'stopped') throw invalidState(`${vmId} is already stopped`);
+    });
+  }
+
+  reset(p: Principal, vmId: string) {
+    return this.submitPower(p, vmId, 'resetVm', {}, (vm, pending) => {
+      if (!pending && vm.status !== 'running') throw invalidState(`resetVm needs ${vmId} running; it is ${vm.status}`);
+    });
+  }
+
+  async changeType(p: Principal, vmId: string, type: string): Promise<true> {
+    await this.db.k.transaction().execute(async (trx) => {
+      await this.db.lock(trx, `tenant:${p.tenantId}`);
+      const vm = await this.row(trx, p, vmId);
+      const t = await this.types.get(trx, type);
+      await this.requireStopped(trx, vm, 'changeVmType');
+      await checkQuota(trx, vm.tenant_id, { vcpus: t.vcpus - vm.vcpus, memoryMiB: t.memoryMiB - vm.memory_mib });
+      await trx.updateTable('vms').set({ type: t.type, vcpus: t.vcpus, memory_mib: t.memoryMiB, resource_type: t.resourceType, updated_at: now() })
+        .where('id', '=', vmId).execute();
+      await this.events.publish(trx, vm.tenant_id, 'vm.changed', vmId, { type: t.type });
+    });
+    return true;
+  }
+
+  async changeArchitecture(p: Principal, vmId: string, arch: string): Promise<true> {
+    checkArch(arch);
+    await this.db.k.transaction().execute(async (trx) => {
+      const vm = await this.row(trx, p, vmId);
+      await this.requireStopped(trx, vm, 'changeVmArchitecture');
+      await trx.updateTable('vms').set({ architecture: arch, updated_at: now() }).where('id', '=', vmId).execute();
+      await this.events.publish(trx, vm.tenant_id, 'vm.changed', vmId, { architecture: arch });
+    });
+    return true;
+  }
+
+  async restoreImage(p: Principal, vmId: string, imageId: string): Promise<string> {
+    const vm = await this.row(this.db.k, p, vmId);
+    const img = await this.db.k.selectFrom('images').select(['id', 'tenant_id']).where('id', '=', imageId).executeTakeFirst();
+    if (!img || !visible(p, img.tenant_id)) throw notFound('image', imageId);
+    await this.requireStopped(this.db.k, vm, 'restoreImage');
+    throw notAvailableYet('writing an image onto a volume needs kumo storage nodes (the UKAI storage issue)');
+  }
+
+  async migrate(p: Principal, vmId: string, target: { host?: string; zone?: string }): Promise<string> {
+    const vm = await this.row(this.db.k, p, vmId);
+    if (target.host !== undefined && !p.admin) throw new KumoError(Fault.AUTHORIZATION, 'choosing the destination host is for administrators');
+    if (target.host !== undefined) {
+      const h = await this.db.k.selectFrom('hosts').select('id').where('id', '=', target.host).executeTakeFirst();
+      if (!h) throw notFound('host', target.host);
+    }
+    if (target.zone !== undefined) await this.zones.resolve(this.db.k, target.zone);
+    if (vm.status !== 'running') throw invalidState(`migrateVm needs ${vmId} running; it is ${vm.status}`);
+    throw notAvailableYet('live migration arrives with the live-migration issue');
+  }
+}

@@ -1,0 +1,180 @@
+import { sql, type Kysely, type Migration } from 'kysely';
+import type { Dialect } from './db.js';
+
+/** Migrations are code, keyed by name in order; each must run unchanged on SQLite and PostgreSQL. */
+export function migrations(dialect: Dialect): Record<string, Migration> {
+  // SQLite and PostgreSQL spell an auto-increment key differently; everything else is portable.
+  const serial = (db: Kysely<any>, table: string) =>
+    dialect === 'postgres'
+      ? db.schema.createTable(table).addColumn('seq', 'serial', (c) => c.primaryKey())
+      : db.schema.createTable(table).addColumn('seq', 'integer', (c) => c.primaryKey().autoIncrement());
+
+  return {
+    '0001_initial': {
+      async up(db: Kysely<any>) {
+        await db.schema.createTable('settings')
+          .addColumn('key', 'text', (c) => c.primaryKey())
+          .addColumn('value', 'text', (c) => c.notNull()).execute();
+        await db.schema.createTable('zones')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('name', 'text', (c) => c.notNull().unique())
+          .addColumn('created_at', 'text', (c) => c.notNull()).execute();
+        await db.schema.createTable('hosts')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('zone_id', 'text', (c) => c.notNull().references('zones.id'))
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('vcpus', 'integer', (c) => c.notNull())
+          .addColumn('memory_mib', 'integer', (c) => c.notNull())
+          .addColumn('pool', 'text', (c) => c.notNull())
+          .addColumn('dedicated_tenant', 'text')
+          .addColumn('maintenance', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('architectures', 'text', (c) => c.notNull())
+          .addColumn('driver', 'text', (c) => c.notNull())
+          .addColumn('accel', 'text', (c) => c.notNull())
+          .addColumn('agent_url', 'text', (c) => c.notNull())
+          .addColumn('node_token', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('last_seen', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addUniqueConstraint('hosts_zone_name', ['zone_id', 'name']).execute();
+        await db.schema.createTable('tenants')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('name', 'text', (c) => c.notNull().unique())
+          .addColumn('quota', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull()).execute();
+        await db.schema.createTable('api_users')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('name', 'text', (c) => c.notNull().unique())
+          .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+          .addColumn('key_hash', 'text', (c) => c.notNull().unique())
+          .addColumn('admin', 'integer', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull()).execute();
+        await db.schema.createTable('vm_types')
+          .addColumn('name', 'text', (c) => c.primaryKey())
+          .addColumn('vcpus', 'integer', (c) => c.notNull())
+          .addColumn('memory_mib', 'integer', (c) => c.notNull())
+          .addColumn('system_disk_gib', 'integer', (c) => c.notNull())
+          .addColumn('resource_type', 'text', (c) => c.notNull()).execute();
+        await db.schema.createTable('vms')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('type', 'text', (c) => c.notNull())
+          .addColumn('architecture', 'text', (c) => c.notNull())
+          .addColumn('resource_type', 'text', (c) => c.notNull())
+          .addColumn('vcpus', 'integer', (c) => c.notNull())
+          .addColumn('memory_mib', 'integer', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('power', 'text', (c) => c.notNull())
+          .addColumn('zone_id', 'text')
+          .addColumn('host_id', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull()).execute();
+        await db.schema.createIndex('vms_tenant').on('vms').column('tenant_id').execute();
+        await db.schema.createIndex('vms_host').on('vms').column('host_id').execute();
+        await db.schema.createTable('volumes')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('size_gib', 'integer', (c) => c.notNull())
+          .addColumn('class', 'text', (c) => c.notNull())
+          .addColumn('iops', 'integer', (c) => c.notNull())
+          .addColumn('replicas', 'integer', (c) => c.notNull())
+          .addColumn('zone_id', 'text')
+          .addColumn('encrypted', 'integer', (c) => c.notNull())
+          .addColumn('system', 'integer', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull()).execute();
+        await db.schema.createIndex('volumes_tenant').on('volumes').column('tenant_id').execute();
+        await db.schema.createTable('vm_disks')
+          .addColumn('vm_id', 'text', (c) => c.notNull().references('vms.id'))
+          .addColumn('slot', 'integer', (c) => c.notNull())
+          .addColumn('volume_id', 'text', (c) => c.notNull().unique().references('volumes.id'))
+          .addPrimaryKeyConstraint('vm_disks_pk', ['vm_id', 'slot']).execute();
+        await db.schema.createTable('networks')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('tenant_id', 'text')
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('cidr', 'text', (c) => c.notNull())
+          .addColumn('gateway', 'text', (c) => c.notNull())
+          .addColumn('vni', 'integer', (c) => c.unique())
+          .addColumn('created_at', 'text', (c) => c.notNull()).execute();
+        await db.schema.createTable('vm_nics')
+          .addColumn('vm_id', 'text', (c) => c.notNull().references('vms.id'))
+          .addColumn('slot', 'integer', (c) => c.notNull())
+          .addColumn('network_id', 'text', (c) => c.notNull().references('networks.id'))
+          .addColumn('mac', 'text', (c) => c.notNull().unique())
+          .addPrimaryKeyConstraint('vm_nics_pk', ['vm_id', 'slot']).execute();
+        await db.schema.createTable('nic_addresses')
+          .addColumn('vm_id', 'text', (c) => c.notNull())
+          .addColumn('slot', 'integer', (c) => c.notNull())
+          .addColumn('network_id', 'text', (c) => c.notNull())
+          .addColumn('ip', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('nic_addresses_pk', ['network_id', 'ip']).execute();
+        await db.schema.createTable('network_zone_vlans')
+          .addColumn('network_id', 'text', (c) => c.notNull().references('networks.id'))
+          .addColumn('zone_id', 'text', (c) => c.notNull().references('zones.id'))
+          .addColumn('vlan', 'integer', (c) => c.notNull())
+          .addPrimaryKeyConstraint('network_zone_vlans_pk', ['network_id', 'zone_id'])
+          .addUniqueConstraint('network_zone_vlans_vlan', ['zone_id', 'vlan']).execute();
+        await db.schema.createTable('ip_allocations')
+          .addColumn('network_id', 'text', (c) => c.notNull().references('networks.id'))
+          .addColumn('ip', 'text', (c) => c.notNull())
+          .addColumn('tenant_id', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('ip_allocations_pk', ['network_id', 'ip']).execute();
+        await db.schema.createTable('images')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('tenant_id', 'text')
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('os', 'text', (c) => c.notNull())
+          .addColumn('size_gib', 'integer', (c) => c.notNull())
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('source', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull()).execute();
+        await db.schema.createTable('storage_nodes')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('zone_id', 'text', (c) => c.notNull().references('zones.id'))
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull()).execute();
+        await serial(db, 'requests')
+          .addColumn('id', 'text', (c) => c.notNull().unique())
+          .addColumn('tenant_id', 'text', (c) => c.notNull())
+          .addColumn('method', 'text', (c) => c.notNull())
+          .addColumn('resource_id', 'text', (c) => c.notNull())
+          .addColumn('params', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('progress', 'integer', (c) => c.notNull())
+          .addColumn('message', 'text', (c) => c.notNull())
+          .addColumn('result', 'text', (c) => c.notNull())
+          .addColumn('error_code', 'integer')
+          .addColumn('error_message', 'text', (c) => c.notNull())
+          .addColumn('owner', 'text')
+          .addColumn('lease_expires', 'text')
+          .addColumn('attempts', 'integer', (c) => c.notNull())
+          .addColumn('checkpoint', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('started_at', 'text')
+          .addColumn('finished_at', 'text').execute();
+        await db.schema.createIndex('requests_status').on('requests').columns(['status', 'seq']).execute();
+        await db.schema.createIndex('requests_resource').on('requests').columns(['resource_id', 'status']).execute();
+        await db.schema.createTable('resource_locks')
+          .addColumn('resource_id', 'text', (c) => c.primaryKey())
+          .addColumn('request_id', 'text', (c) => c.notNull())
+          .addColumn('owner', 'text', (c) => c.notNull())
+          .addColumn('expires_at', 'text', (c) => c.notNull()).execute();
+        await db.schema.createTable('comments')
+          .addColumn('resource_id', 'text', (c) => c.primaryKey())
+          .addColumn('comment', 'text', (c) => c.notNull()).execute();
+        await serial(db, 'events')
+          .addColumn('tenant_id', 'text')
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('resource_id', 'text', (c) => c.notNull())
+          .addColumn('data', 'text', (c) => c.notNull())
+          .addColumn('at', 'text', (c) => c.notNull()).execute();
+        await sql`select 1`.execute(db);
+      },
+    },
+  };
+}

@@ -1,0 +1,84 @@
+import type { Generated, Selectable } from 'kysely';
+
+/**
+ * Row types of the state store. Times are ISO-8601 UTC strings (the same text in SQLite and
+ * PostgreSQL, and they sort lexically); booleans are 0/1 integers; JSON documents are text.
+ */
+export interface ZoneRow { id: string; name: string; created_at: string }
+
+export interface HostRow {
+  id: string; zone_id: string; name: string;
+  vcpus: number; memory_mib: number;
+  pool: 'shared' | 'dedicated'; dedicated_tenant: string | null;
+  maintenance: number; architectures: string;
+  driver: string; accel: string;
+  agent_url: string; node_token: string;
+  status: 'up' | 'down'; last_seen: string; created_at: string;
+}
+
+export interface TenantRow { id: string; name: string; quota: string; created_at: string }
+
+export interface ApiUserRow { id: string; name: string; tenant_id: string; key_hash: string; admin: number; created_at: string }
+
+export interface VmTypeRow { name: string; vcpus: number; memory_mib: number; system_disk_gib: number; resource_type: string }
+
+export interface VmRow {
+  id: string; tenant_id: string; name: string; type: string;
+  architecture: string; resource_type: string; vcpus: number; memory_mib: number;
+  status: string; power: string; zone_id: string | null; host_id: string | null;
+  created_at: string; updated_at: string;
+}
+
+export interface VmDiskRow { vm_id: string; slot: number; volume_id: string }
+export interface VmNicRow { vm_id: string; slot: number; network_id: string; mac: string }
+export interface NicAddressRow { vm_id: string; slot: number; network_id: string; ip: string }
+
+export interface NetworkRow {
+  id: string; tenant_id: string | null; name: string; kind: 'private' | 'shared';
+  cidr: string; gateway: string; vni: number | null; created_at: string;
+}
+export interface NetworkZoneVlanRow { network_id: string; zone_id: string; vlan: number }
+export interface IpAllocationRow { network_id: string; ip: string; tenant_id: string; created_at: string }
+
+export interface VolumeRow {
+  id: string; tenant_id: string; name: string; size_gib: number;
+  class: 'best-effort' | 'guaranteed'; iops: number; replicas: number;
+  zone_id: string | null; encrypted: number; system: number; created_at: string;
+}
+
+export interface ImageRow {
+  id: string; tenant_id: string | null; name: string; os: string; size_gib: number;
+  kind: string; source: string; created_at: string;
+}
+
+export interface StorageNodeRow { id: string; zone_id: string; name: string; status: string; created_at: string }
+
+export interface RequestRow {
+  seq: Generated<number>;
+  id: string; tenant_id: string; method: string; resource_id: string; params: string;
+  status: 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+  progress: number; message: string; result: string;
+  error_code: number | null; error_message: string;
+  owner: string | null; lease_expires: string | null; attempts: number; checkpoint: string;
+  created_at: string; started_at: string | null; finished_at: string | null;
+}
+
+/** One row per resource with a running request: the primary key is what makes claims exclusive. */
+export interface ResourceLockRow { resource_id: string; request_id: string; owner: string; expires_at: string }
+
+export interface CommentRow { resource_id: string; comment: string }
+
+export interface EventRow { seq: Generated<number>; tenant_id: string | null; kind: string; resource_id: string; data: string; at: string }
+
+export interface SettingRow { key: string; value: string }
+
+export interface Schema {
+  zones: ZoneRow; hosts: HostRow; tenants: TenantRow; api_users: ApiUserRow; vm_types: VmTypeRow;
+  vms: VmRow; vm_disks: VmDiskRow; vm_nics: VmNicRow; nic_addresses: NicAddressRow;
+  networks: NetworkRow; network_zone_vlans: NetworkZoneVlanRow; ip_allocations: IpAllocationRow;
+  volumes: VolumeRow; images: ImageRow; storage_nodes: StorageNodeRow;
+  requests: RequestRow; resource_locks: ResourceLockRow; comments: CommentRow; events: EventRow;
+  settings: SettingRow;
+}
+
+export type Request = Selectable<RequestRow>;
