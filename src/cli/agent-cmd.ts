@@ -1,11 +1,9 @@
+// Server code is imported inside the actions so client commands start fast.
 import { hostname, cpus, totalmem } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { Agent } from '../agent/server.js';
-import { SimDriver } from '../compute/sim/driver.js';
 import type { ComputeDriver } from '../compute/driver.js';
-import { makeLogger } from './log.js';
 import { hostPort, int, onSignals } from './util.js';
 
 export function readJoinToken(o: { joinToken?: string; joinTokenFile?: string }): string {
@@ -16,7 +14,8 @@ export function readJoinToken(o: { joinToken?: string; joinTokenFile?: string })
 
 /** Drivers by name. Only `sim` exists until the compute issue brings QEMU; asking for another
  * fails in one clear line rather than quietly simulating. */
-export function makeDriver(name: string, dataDir: string, hostName: string, o: { simBootMs: number; simShutdownMs: number }): ComputeDriver {
+export async function makeDriver(name: string, dataDir: string, hostName: string, o: { simBootMs: number; simShutdownMs: number }): Promise<ComputeDriver> {
+  const { SimDriver } = await import('../compute/sim/driver.js');
   if (name === 'sim') return new SimDriver({ bootMs: o.simBootMs, shutdownMs: o.simShutdownMs }, join(dataDir, `sim-${hostName}.json`));
   throw new Error(`compute driver "${name}" is not supported yet: the QEMU driver arrives with the compute issue; use --driver sim`);
 }
@@ -38,8 +37,10 @@ export function agentCommands(program: Command): void {
     .option('--sim-shutdown-ms <ms>', 'sim driver: simulated ACPI shutdown time', int, 1000)
     .option('--log <file>', 'log file (default: stderr)')
     .action(async (o) => {
+      const { Agent } = await import('../agent/server.js');
+      const { makeLogger } = await import('./log.js');
       const log = makeLogger('agent', o.log);
-      const driver = makeDriver(o.driver, o.data, o.host, o);
+      const driver = await makeDriver(o.driver, o.data, o.host, o);
       if (driver.name === 'sim') process.stderr.write('kumo agent: compute driver is sim (simulated VMs): the QEMU driver arrives with the compute issue\n');
       const agent = new Agent({
         controllerUrl: o.controller, joinToken: readJoinToken(o), zone: o.zone, listen: hostPort(o.listen), log,
@@ -64,8 +65,11 @@ export function agentCommands(program: Command): void {
     .option('--sim-shutdown-ms <ms>', 'simulated ACPI shutdown time', int, 1000)
     .option('--log <file>', 'log file (default: stderr)')
     .action(async (o) => {
+      const { Agent } = await import('../agent/server.js');
+      const { SimDriver } = await import('../compute/sim/driver.js');
+      const { makeLogger } = await import('./log.js');
       const log = makeLogger('sim', o.log);
-      const agents: Agent[] = [];
+      const agents: InstanceType<typeof Agent>[] = [];
       for (let z = 1; z <= o.zones; z++) {
         const hosts = Array.from({ length: o.hosts }, (_, h) => ({
           name: `sim-z${z}-h${h + 1}`, vcpus: o.vcpus, memoryMiB: o.memoryMib, architectures: ['x86_64', 'i686'],

@@ -2,14 +2,18 @@
 import { Command } from 'commander';
 import { agentCommands } from './agent-cmd.js';
 import { serverCommands } from './server-cmd.js';
+import { clientCommands } from './client/index.js';
 
 const program = new Command('kumo')
   .description('kumo: an IaaS cloud (HaaS XML-RPC + REST API, scheduler, request engine, agents)')
   .showHelpAfterError()
-  .configureHelp({ sortSubcommands: false });
+  .configureHelp({ sortSubcommands: false })
+  // Usage errors exit 2 like other Unix tools; 1 stays for failures of the work itself.
+  .exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : 2));
 
 serverCommands(program);
 agentCommands(program);
+clientCommands(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   process.stderr.write(`kumo: ${e.message}\n`);

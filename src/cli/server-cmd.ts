@@ -1,10 +1,9 @@
+// Server code (fastify, the state store) is imported inside the actions so client commands start fast.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { bootstrapCredentials, startController } from '../controller.js';
-import { makeLogger } from './log.js';
 import { int, onSignals } from './util.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
@@ -32,6 +31,8 @@ export function serverCommands(program: Command): void {
     .option('--db <url>', 'state store: postgres://… (several controllers) or sqlite:FILE (default DATA/kumo.db)')
     .option('--log <file>', 'log file (default: stderr)'))
     .action(async (o) => {
+      const { bootstrapCredentials, startController } = await import('../controller.js');
+      const { makeLogger } = await import('./log.js');
       const data = resolve(o.data);
       const c = await startController({ ...controllerArgs(o, data), log: makeLogger('controller', o.log) });
       const creds = await bootstrapCredentials(c, data);
@@ -43,6 +44,8 @@ export function serverCommands(program: Command): void {
     .description('run the all-in-one cloud: controller + agent (+ storage node when it lands) on this machine, SQLite in DATA')
     .option('--sim-boot-ms <ms>', 'sim driver: simulated boot time', int, 2000))
     .action(async (o) => {
+      const { bootstrapCredentials, startController } = await import('../controller.js');
+      const { makeLogger } = await import('./log.js');
       const data = resolve(o.data);
       const logs = join(data, 'logs');
       const c = await startController({ ...controllerArgs(o, data), log: makeLogger('controller', join(logs, 'controller.log')) });

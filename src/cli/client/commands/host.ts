@@ -1,0 +1,31 @@
+import { Argument, type Command } from 'commander';
+import { act, asyncOptions, group } from '../command.js';
+
+const COLUMNS = ['hostId', 'name', 'zone', 'status', 'pool', 'dedicatedTenant', 'maintenance', 'vcpus', 'memoryMiB', 'vms', 'driver', 'accel'];
+
+export function hostCommands(program: Command): void {
+  const host = group(program, 'host', 'hypervisor hosts (admin): capacity, pools, maintenance, draining');
+  host.command('list').description('list the hosts')
+    .action(act(async (c) => c.print(await c.call('getHostList'), COLUMNS)));
+  host.command('show').description('show a host and the VMs placed on it').argument('<host>', 'host id (host-…)')
+    .action(act(async (c, [hostId]) => c.print(await c.call('getHostInfo', { hostId }))));
+  host.command('maintenance').description('put a host in maintenance (no new placements) or take it out')
+    .argument('<host>', 'host id').addArgument(new Argument('<state>', 'on or off').choices(['on', 'off']))
+    .action(act(async (c, [hostId, state]) => {
+      await c.call('setHostMaintenance', { hostId, maintenance: state === 'on' });
+      c.done(`${hostId} maintenance ${state}`);
+    }));
+  host.command('pool').description('make a host shared by all tenants, or dedicated to one tenant')
+    .argument('<host>', 'host id').addArgument(new Argument('<pool>', 'shared or dedicated').choices(['shared', 'dedicated']))
+    .option('--tenant <tenant>', 'the tenant a dedicated host belongs to (tenant-…)')
+    .action(act(async (c, [hostId, pool], o) => {
+      await c.call('setHostPool', { hostId, pool: { pool, tenantId: o.tenant } });
+      c.done(`${hostId} is ${pool}${o.tenant ? ` to ${o.tenant}` : ''}`);
+    }));
+  asyncOptions(host.command('drain').description('live-migrate every VM away from a host; the result names those that cannot move').argument('<host>', 'host id'))
+    .action(act(async (c, [hostId]) => c.submit('drainHost', { hostId })));
+
+  const zone = group(program, 'zone', 'zones: L2 domains, each with its hosts and storage nodes');
+  zone.command('list').description('list the zones')
+    .action(act(async (c) => c.print(await c.call('getZoneList'))));
+}

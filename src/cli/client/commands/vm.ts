@@ -1,0 +1,47 @@
+import { Option, type Command } from 'commander';
+import { int } from '../../util.js';
+import { act, asyncOptions, group } from '../command.js';
+
+export function vmCommands(program: Command): void {
+  const vm = group(program, 'vm', 'virtual machines: create, power, change, migrate, delete');
+
+  vm.command('list').description('list the VMs you can see')
+    .action(act(async (c) => c.print(await c.call('getVmList'))));
+  vm.command('show').description('show a VM with its disks and NICs').argument('<vm>', 'VM id (vm-…)')
+    .action(act(async (c, [vmId]) => c.print(await c.call('getVmInfo', { vmId }))));
+  vm.command('status').description('show power, status and the request now running on a VM').argument('<vm>', 'VM id')
+    .action(act(async (c, [vmId]) => c.print(await c.call('getVmStatus', { vmId }))));
+  vm.command('types').description('list the VM type catalog (vCPUs, memory, system disk, resource type)')
+    .action(act(async (c) => c.print(await c.call('getVmTypeList'))));
+
+  vm.command('create').description('reserve a VM and create its system volume; nothing runs until `kumo vm start` (prints the VM id)')
+    .requiredOption('--type <type>', 'VM type from `kumo vm types`, e.g. be.small')
+    .option('--name <name>', 'a name for the VM')
+    .option('--zone <zone>', 'zone to place it in (id or name)')
+    .addOption(new Option('--arch <arch>', 'CPU architecture').choices(['x86_64', 'i686']))
+    .option('--disk <GiB>', 'system disk size in GiB (default: the type\'s)', int)
+    .action(act(async (c, _, o) => c.print(await c.call('allocateVm', {
+      vm: { type: o.type, name: o.name, zone: o.zone, architecture: o.arch, systemDiskGiB: o.disk },
+    }))));
+  vm.command('delete').description('delete a stopped VM and its system volume; extra volumes are detached, not deleted').argument('<vm>', 'VM id')
+    .action(act(async (c, [vmId]) => { await c.call('deallocateVm', { vmId }); c.done(`${vmId} deleted`); }));
+
+  asyncOptions(vm.command('start').description('place the VM on a host if needed and boot it').argument('<vm>', 'VM id'))
+    .action(act(async (c, [vmId]) => c.submit('powerOnVm', { vmId })));
+  asyncOptions(vm.command('stop').description('shut the VM down (ACPI, forced off after the controller\'s grace time)').argument('<vm>', 'VM id')
+    .option('--force', 'power off at once, like pulling the plug'))
+    .action(act(async (c, [vmId], o) => c.submit('powerOffVm', { vmId, force: o.force === true })));
+  asyncOptions(vm.command('reset').description('hard-reset a running VM').argument('<vm>', 'VM id'))
+    .action(act(async (c, [vmId]) => c.submit('resetVm', { vmId })));
+  asyncOptions(vm.command('migrate').description('live-migrate a running VM; the scheduler picks the host unless told').argument('<vm>', 'VM id')
+    .option('--host <host>', 'destination host id (host-…)')
+    .option('--zone <zone>', 'destination zone'))
+    .action(act(async (c, [vmId], o) => c.submit('migrateVm', { vmId, target: { host: o.host, zone: o.zone } })));
+  asyncOptions(vm.command('restore').description('write an image onto the system volume of a stopped VM').argument('<vm>', 'VM id').argument('<image>', 'image id (img-…)'))
+    .action(act(async (c, [vmId, imageId]) => c.submit('restoreImage', { vmId, imageId })));
+
+  vm.command('set-type').description('change the type of a stopped VM (capacity is checked at the next start)').argument('<vm>', 'VM id').argument('<type>', 'VM type')
+    .action(act(async (c, [vmId, type]) => { await c.call('changeVmType', { vmId, type }); c.done(`${vmId} is now ${type}`); }));
+  vm.command('set-arch').description('change the CPU architecture of a stopped VM').argument('<vm>', 'VM id').argument('<arch>', 'x86_64 or i686')
+    .action(act(async (c, [vmId, architecture]) => { await c.call('changeVmArchitecture', { vmId, architecture }); c.done(`${vmId} is now ${architecture}`); }));
+}

@@ -1,0 +1,26 @@
+import type { Command } from 'commander';
+import { hostCommands } from './commands/host.js';
+import { netCommands } from './commands/net.js';
+import { imageCommands, requestCommands } from './commands/request.js';
+import { tenantCommands } from './commands/tenant.js';
+import { vmCommands } from './commands/vm.js';
+import { volCommands } from './commands/vol.js';
+
+/** The client commands: each one thin call of the REST API (/v1). */
+export function clientCommands(program: Command): void {
+  vmCommands(program);
+  netCommands(program);
+  volCommands(program);
+  imageCommands(program);
+  requestCommands(program);
+  hostCommands(program);
+  tenantCommands(program);
+  program.addHelpText('after', `
+Client commands (vm, net, vol, image, request, host, zone, tenant, quota, comment) talk to a
+controller's REST API. They find it and their API user in, first to last:
+  --url, --user, --key               flags of the command
+  KUMO_URL, KUMO_USER, KUMO_KEY      environment
+  DATA/credentials.json              written by \`kumo up\` (--data DIR, default ./data;
+                                     --as admin|tenant picks its user, default admin)
+Add --output json for the API's JSON, e.g. \`kumo vm list --output json\`.`);
+}
