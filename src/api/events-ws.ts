@@ -11,7 +11,9 @@ export async function eventsWebsocket(app: FastifyInstance, s: Services): Promis
     const principal = (await authenticate(s, req)) ?? (q.key ? await s.tenants.authenticate(null, q.key) : null);
     if (!principal) { socket.close(4401, 'API user and key required'); return; }
     const send = (e: { seq: number; tenantId: string | null }) => {
-      if (visible(principal, e.tenantId) && socket.readyState === socket.OPEN) socket.send(JSON.stringify(e));
+      // Events of no tenant (hosts, agents) are the operator's business, not every tenant's.
+      const maysee = e.tenantId === null ? principal.admin : visible(principal, e.tenantId);
+      if (maysee && socket.readyState === socket.OPEN) socket.send(JSON.stringify(e));
     };
     const buffered: Parameters<typeof send>[0][] = [];
     let live = false;

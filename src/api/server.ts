@@ -10,6 +10,8 @@ import { problem } from './faults.js';
 import { restTransport } from './rest/transport.js';
 import { MAX_BODY, xmlrpcTransport } from './xmlrpc/transport.js';
 
+const DRAIN_LIMIT = 64 << 20;
+
 /** The controller's HTTP face: /RPC2, /v1 (+ OpenAPI and events), the agents' routes, /metrics. */
 export async function buildServer(s: Services, log: Logger): Promise<FastifyInstance> {
   const app: FastifyInstance = Fastify({ loggerInstance: log.child({ component: 'http' }, { level: 'warn' }) as FastifyInstance['log'], bodyLimit: MAX_BODY, return503OnClosing: true });
@@ -19,6 +21,16 @@ export async function buildServer(s: Services, log: Logger): Promise<FastifyInst
     const code = status === 413 || status === 415 || err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? Fault.INVALID_REQUEST : status < 500 ? Fault.INVALID_PARAMS : Fault.INTERNAL;
     const msg = status === 413 ? `request body larger than ${MAX_BODY} bytes` : status < 500 ? err.message : 'internal error';
     reply.code(status).type('application/problem+json').send({ ...problem(new KumoError(code, msg)), status });
+  });
+  // Fastify answers an oversized body with 413 and closes the socket at once, so a client still
+  // sending (Python's xmlrpc.client writes the whole body before it reads) gets a broken pipe, not
+  // the answer. Up to DRAIN_LIMIT, answer on a connection that stays open: Node reads and drops the
+  // rest of the body, and the client then reads the 413. Beyond it, Fastify's close is cheaper.
+  app.addHook('onRequest', async (req, reply) => {
+    const len = Number(req.headers['content-length']);
+    if (!(len > MAX_BODY && len <= DRAIN_LIMIT)) return;
+    return reply.code(413).type('application/problem+json')
+      .send({ ...problem(new KumoError(Fault.INVALID_REQUEST, `request body larger than ${MAX_BODY} bytes`)), status: 413 });
   });
   await app.register(swagger, {
     openapi: {

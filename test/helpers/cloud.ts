@@ -55,7 +55,7 @@ export class Cloud {
     if (!this.proc || this.proc.exitCode !== null) return;
     const gone = new Promise((r) => this.proc!.once('exit', r));
     this.proc.kill('SIGTERM');
-    await Promise.race([gone, sleep(10_000)]);
+    await Promise.race([gone, sleep(10_000, undefined, { ref: false })]);
     if (this.proc.exitCode === null) this.killTree('SIGKILL');
   }
 

@@ -60,6 +60,14 @@ export async function restTransport(app: FastifyInstance, s: Services, log: Logg
   // here document the API in the OpenAPI description.
   app.setValidatorCompiler(() => () => true);
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  // `curl -X POST -H 'content-type: application/json' …/power-on` sends no body: read it as {}.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    if (body === '') return done(null, {});
+    try { done(null, JSON.parse(body as string)); } catch (e) {
+      done(Object.assign(new Error(`malformed JSON: ${(e as Error).message}`), { statusCode: 400 }), undefined);
+    }
+  });
   for (const o of OPERATIONS) {
     app.route({
       method: o.rest.method, url: o.rest.path.replace(/\{(\w+)\}/g, ':$1'), schema: routeSchema(o),
