@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { timingSafeEqual } from 'node:crypto';
-import type { ComputeDriver, VmReport } from '../compute/driver.js';
+import type { ComputeDriver, LaunchSpec, VmReport, VmSpec } from '../compute/driver.js';
 import type { Logger } from 'pino';
 import { AGENT_PATHS, CONTROLLER_PATHS, type ExitBody, type HeartbeatBody, type RegisterBody, type RegisterReply, type StartBody, type StopBody } from './protocol.js';
 
@@ -10,7 +10,13 @@ export interface AgentOptions {
   advertiseUrl?: string;
   hosts: { name: string; vcpus: number; memoryMiB: number; architectures: string[]; driver: ComputeDriver }[];
   heartbeatMs?: number; log: Logger;
+  /** Turns the controller's spec into paths on this host (volume files, image kernels). */
+  resolveLaunch?: (spec: VmSpec) => Promise<LaunchSpec>;
 }
+
+/** Without a volume store every disk is pathless: enough for the sim driver, which keeps no data. */
+const pathless = async (spec: VmSpec): Promise<LaunchSpec> =>
+  ({ ...spec, disks: spec.disks.map((d) => ({ ...d, source: { kind: 'file', path: '' } })) });
 
 /**
  * The agent: serves the controller's idempotent VM operations on its drivers, registers its hosts,
@@ -45,7 +51,7 @@ export class Agent {
     type P = { Params: { hostId: string; vmId: string } };
     app.post<P & { Body: StartBody }>(AGENT_PATHS.start(':hostId', ':vmId'), async (req) => {
       this.o.log.info({ vmId: req.params.vmId, hostId: req.params.hostId }, 'starting VM');
-      await driver(req.params.hostId).start({ ...req.body, vmId: req.params.vmId });
+      await driver(req.params.hostId).start(await (this.o.resolveLaunch ?? pathless)({ ...req.body, vmId: req.params.vmId }));
       return {};
     });
     app.post<P & { Body: StopBody }>(AGENT_PATHS.stop(':hostId', ':vmId'), async (req) => {

@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync, renameSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DriverError, type ComputeDriver, type StopOptions, type VmReport, type VmSpec } from '../driver.js';
+import { DriverError, type ComputeDriver, type ConsoleStream, type LaunchSpec, type StopOptions, type VmReport, type VmSpec } from '../driver.js';
 
 export interface SimTimings { bootMs: number; shutdownMs: number }
 
@@ -15,6 +15,7 @@ export class SimDriver implements ComputeDriver {
   readonly accel = 'sim';
   private readonly vms = new Map<string, VmSpec>();
   private readonly listeners: ((vmId: string, reason: 'shutdown' | 'crash') => void)[] = [];
+  private readonly consoles = new Map<string, string>();
 
   constructor(private readonly timings: SimTimings, private readonly stateFile: string | null = null) {
     if (stateFile) {
@@ -26,11 +27,12 @@ export class SimDriver implements ComputeDriver {
     }
   }
 
-  async start(spec: VmSpec): Promise<void> {
+  async start(spec: LaunchSpec): Promise<void> {
     if (this.vms.has(spec.vmId)) return;
     await sleep(this.timings.bootMs);
     this.vms.set(spec.vmId, spec);
     this.save();
+    this.print(spec.vmId, `KUMO-BOOT vm=${spec.vmId} (simulated)\n`);
   }
 
   async stop(vmId: string, opts: StopOptions): Promise<void> {
@@ -43,6 +45,26 @@ export class SimDriver implements ComputeDriver {
   async reset(vmId: string): Promise<void> {
     if (!this.vms.has(vmId)) throw new DriverError(vmId, `${vmId} is not running on this host`);
     await sleep(this.timings.bootMs);
+    this.print(vmId, `KUMO-BOOT vm=${vmId} (simulated, after reset)\n`);
+  }
+
+  async consoleTail(vmId: string, bytes: number): Promise<Buffer> {
+    return Buffer.from(this.consoles.get(vmId) ?? '').subarray(-bytes);
+  }
+
+  /** A simulated guest echoes what is typed, so console plumbing can be tested without QEMU. */
+  async console(vmId: string): Promise<ConsoleStream> {
+    if (!this.vms.has(vmId)) throw new DriverError(vmId, `${vmId} is not running on this host`);
+    const listeners = new Set<(chunk: Buffer) => void>();
+    return {
+      onData: (l) => { listeners.add(l); return () => listeners.delete(l); },
+      write: (data) => { this.print(vmId, data.toString()); listeners.forEach((l) => l(data)); },
+      close: () => listeners.clear(),
+    };
+  }
+
+  private print(vmId: string, text: string): void {
+    this.consoles.set(vmId, ((this.consoles.get(vmId) ?? '') + text).slice(-(1 << 20)));
   }
 
   async list(): Promise<VmReport[]> {
