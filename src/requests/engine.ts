@@ -143,9 +143,14 @@ export class RequestEngine {
     const abort = new AbortController();
     this.running.set(r.id, abort);
     const log = this.log.child({ requestId: r.id, method: r.method, resourceId: r.resource_id });
-    const renew = setInterval(() => void this.renew(r).catch((e) => {
-      if (e instanceof LeaseLost) { log.warn('lost the lease of this request; another controller runs it now'); abort.abort(); }
-    }), Math.max(200, this.o.leaseMs / 3));
+    const renew = setInterval(() => {
+      // A stopped engine lets its leases lapse so that another controller (or its own restart)
+      // resumes what it was running, instead of holding them for as long as a handler hangs.
+      if (this.stopped) { clearInterval(renew); abort.abort(); return; }
+      void this.renew(r).catch((e) => {
+        if (e instanceof LeaseLost) { log.warn('lost the lease of this request; another controller runs it now'); abort.abort(); }
+      });
+    }, Math.max(200, this.o.leaseMs / 3));
     const handler = this.handlers[r.method];
     const ctx: RequestContext = {
       req: r, params: JSON.parse(r.params), resumed, checkpoint: JSON.parse(r.checkpoint), signal: abort.signal, log,

@@ -23,7 +23,7 @@ export class Init {
     throw notAvailableYet(MISSING);
   }
 
-  ipAddress(p: Principal, vmId: string, slot: number, address: string) {
+  async ipAddress(p: Principal, vmId: string, slot: number, address: string) {
     const [ip, prefix, extra] = address.split('/');
     if (extra !== undefined || parseIp(ip) === null || !/^\d{1,2}$/.test(prefix ?? '') || Number(prefix) > 32) {
       throw invalidParams(`address must be "ip/prefix", e.g. 10.0.0.5/20 (got ${JSON.stringify(address.slice(0, 40))})`);
@@ -31,23 +31,23 @@ export class Init {
     return this.vmSlot(p, vmId, slot);
   }
 
-  network(p: Principal, vmId: string, n: { gateway?: string; dns?: string[]; hostname?: string }) {
+  async network(p: Principal, vmId: string, n: { gateway?: string; dns?: string[]; hostname?: string }) {
     if (n.gateway !== undefined && parseIp(n.gateway) === null) throw invalidParams(`gateway is not an IPv4 address`);
     if (n.dns?.some((d) => parseIp(d) === null)) throw invalidParams('every dns entry must be an IPv4 address');
     if (n.hostname !== undefined && !/^(?!-)[A-Za-z0-9-]{1,63}(\.(?!-)[A-Za-z0-9-]{1,63})*$/.test(n.hostname)) throw invalidParams('hostname is not a valid host name');
     return this.vmSlot(p, vmId);
   }
 
-  user(p: Principal, vmId: string, user: string, secret: string, what: string) {
+  async user(p: Principal, vmId: string, user: string, secret: string, what: string) {
     if (!USER.test(user)) throw invalidParams(`user must be a Unix user name (got ${JSON.stringify(user.slice(0, 40))})`);
     if (secret.length === 0) throw invalidParams(`${what} must not be empty`);
     if (what === 'publicKey' && !/^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( .*)?$/.test(secret.trim())) throw invalidParams('publicKey is not an OpenSSH public key');
     return this.vmSlot(p, vmId);
   }
 
-  text(p: Principal, vmId: string) { return this.vmSlot(p, vmId); }
+  async text(p: Principal, vmId: string) { return this.vmSlot(p, vmId); }
 
-  writeFile(p: Principal, vmId: string, path: string, content: string) {
+  async writeFile(p: Principal, vmId: string, path: string, content: string) {
     if (!path.startsWith('/') || path.split('/').includes('..')) throw invalidParams('path must be absolute and contain no ".."');
     if (!/^[A-Za-z0-9+/]*={0,2}$/.test(content) || content.length % 4 !== 0) throw invalidParams('content must be base64');
     return this.vmSlot(p, vmId);

@@ -1,6 +1,6 @@
 import { Fault, KumoError, invalidParams, invalidState, notAvailableYet, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import type { Db, Q } from '../state/db.js';
+import type { Db, Q, Tx } from '../state/db.js';
 import { now } from '../state/db.js';
 import type { VmRow } from '../state/schema.js';
 import { place, type Arch, type SchedulerPolicy } from '../scheduler/index.js';
@@ -37,6 +37,9 @@ export class Vms {
 
   /** Slot changes and type changes need a VM that is off with nothing queued that could start it. */
   async requireStopped(q: Q, vm: VmRow, action: string): Promise<void> {
+    // Inside a transaction, hold the VM's lock (as submitPower does) so that no request is queued
+    // and no other slot change made between this check and the caller's commit.
+    if (q.isTransaction) await this.db.lock(q as Tx, `vm:${vm.id}`);
     if (vm.status !== 'stopped') throw invalidState(`${action} needs ${vm.id} stopped; it is ${vm.status}`);
     const active = await activeOn(q, vm.id);
     if (active.length) throw new KumoError(Fault.CONFLICT, `${vm.id} has ${active[0].method} ${active[0].id} ${active[0].status}`);
@@ -56,7 +59,7 @@ export class Vms {
       this.db.k.selectFrom('vm_nics').selectAll().where('vm_id', '=', vmId).orderBy('slot').execute(),
       this.db.k.selectFrom('nic_addresses').selectAll().where('vm_id', '=', vmId).orderBy('ip').execute(),
       this.db.k.selectFrom('comments').select('comment').where('resource_id', '=', vmId).executeTakeFirst(),
-      this.zones.name(this.db.k, vm.zone_id),
+      this.zoneOf(vm),
     ]);
     return {
       vmId: vm.id, name: vm.name, type: vm.type, architecture: vm.architecture, resourceType: vm.resource_type,
@@ -65,6 +68,13 @@ export class Vms {
       nics: nics.map((n) => ({ slot: n.slot, networkId: n.network_id, mac: n.mac, ipAddresses: addrs.filter((a) => a.slot === n.slot).map((a) => a.ip) })),
       createdAt: vm.created_at, comment: comment?.comment ?? '',
     };
+  }
+
+  /** A VM allocated without a zone is in its host's zone while it is placed. */
+  private async zoneOf(vm: VmRow): Promise<string> {
+    if (vm.zone_id || !vm.host_id) return this.zones.name(this.db.k, vm.zone_id);
+    const h = await this.db.k.selectFrom('hosts').select('zone_id').where('id', '=', vm.host_id).executeTakeFirst();
+    return this.zones.name(this.db.k, h?.zone_id ?? null);
   }
 
   async status(p: Principal, vmId: string) {
@@ -132,6 +142,8 @@ export class Vms {
   private async submitPower(p: Principal, vmId: string, method: string, params: Record<string, unknown>,
     admissible: (vm: VmRow, pending: boolean) => void): Promise<string> {
     return this.db.k.transaction().execute(async (trx) => {
+      // Same lock as slot changes: a request check and its insert must not interleave with another's.
+      await this.db.lock(trx, `vm:${vmId}`);
       const vm = await this.row(trx, p, vmId);
       const active = await activeOn(trx, vmId);
       const same = active.find((r) => r.method === method);

@@ -69,6 +69,7 @@ export class Volumes {
 
   async deallocate(p: Principal, volumeId: string): Promise<true> {
     await this.db.k.transaction().execute(async (trx) => {
+      await this.db.lock(trx, `vol:${volumeId}`);
       const v = await this.row(trx, p, volumeId);
       const d = await trx.selectFrom('vm_disks').selectAll().where('volume_id', '=', volumeId).executeTakeFirst();
       if (d) throw invalidState(`${volumeId} is attached to ${d.vm_id} slot ${d.slot}; detach it first`);
@@ -81,6 +82,7 @@ export class Volumes {
 
   async attach(p: Principal, vmId: string, volumeId: string): Promise<number> {
     return this.db.k.transaction().execute(async (trx) => {
+      await this.db.lock(trx, `vol:${volumeId}`);
       const vm = await this.vms.row(trx, p, vmId);
       const v = await this.row(trx, p, volumeId);
       if (v.tenant_id !== vm.tenant_id) throw notFound('volume', volumeId);

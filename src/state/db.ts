@@ -40,6 +40,10 @@ function openSqlite(path: string): Db {
 
 function openPostgres(url: string): Db {
   const pool = new pg.Pool({ connectionString: url, max: 10 });
+  // An idle connection the server ends (restart, failover, pg_terminate_backend) is reported on the
+  // pool; unheard, that event would crash the controller. The pool drops the client and the next
+  // query connects afresh, failing loudly if the server is really gone.
+  pool.on('error', () => {});
   const k = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
   return {
     k, dialect: 'postgres',

@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { Agent } from '../../src/agent/server.js';
+import { AgentClient } from '../../src/agent/client.js';
+import { agentRoutes } from '../../src/api/agent-routes.js';
+import { SimDriver } from '../../src/compute/sim/driver.js';
+import { KumoError, faultName } from '../../src/core/errors.js';
+import { RequestEngine } from '../../src/requests/engine.js';
+import { powerHandlers } from '../../src/requests/handlers/power.js';
+import type { Services } from '../../src/services/index.js';
+import type { HostRegistration } from '../../src/services/hosts.js';
+import type { Principal } from '../../src/services/principal.js';
+import { silent } from '../helpers/db.js';
+
+/** Asserts that `p` fails with the contract fault `code` (and, optionally, a message matching `msg`). */
+export async function fault(p: Promise<unknown>, code: number, msg?: RegExp): Promise<KumoError> {
+  let err: unknown;
+  try { await p; } catch (e) { err = e; }
+  assert.ok(err instanceof KumoError, `expected fault ${faultName(code)}, got ${err === undefined ? 'success' : String(err)}`);
+  assert.equal(faultName(err.code), faultName(code), err.message);
+  if (msg) assert.match(err.message, msg);
+  return err;
+}
+
+export const HEX12 = /^[0-9a-f]{12}$/;
+
+/** Hosts whose agent URL answers nothing: enough for placement dry-runs, never for power-on. */
+export async function registerDeadHosts(s: Services, zone: string, hosts: (Partial<HostRegistration> & { name: string })[]): Promise<string[]> {
+  const r = await s.hosts.register(await s.hosts.joinToken(), {
+    zone, url: 'http://127.0.0.1:9', driver: 'sim', accel: 'sim',
+    hosts: hosts.map((h) => ({ vcpus: 16, memoryMiB: 32768, architectures: ['x86_64', 'i686'], ...h })),
+  });
+  return r.hosts.map((h) => h.hostId);
+}
+
+/**
+ * The controller's moving parts in this process: the agents' side door (registration, heartbeats),
+ * an agent with the sim driver on 127.0.0.1, and a request engine with the power handlers.
+ */
+export class InProcessCloud {
+  private door: FastifyInstance | null = null;
+  private agent: Agent | null = null;
+  engine: RequestEngine | null = null;
+  hostId = '';
+
+  constructor(private readonly s: Services) {}
+
+  async start(hostName = 'sim-1', zone = 'zone-a'): Promise<void> {
+    const door = Fastify({ logger: false });
+    this.door = door;
+    await door.register(async (x) => agentRoutes(x, this.s));
+    await door.listen({ host: '127.0.0.1', port: 0 });
+    const addr = door.server.address();
+    const controllerUrl = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+    this.agent = new Agent({
+      controllerUrl, joinToken: await this.s.hosts.joinToken(), zone, listen: { host: '127.0.0.1', port: 0 }, log: silent,
+      hosts: [{ name: hostName, vcpus: 8, memoryMiB: 16384, architectures: ['x86_64', 'i686'], driver: new SimDriver({ bootMs: 20, shutdownMs: 20 }) }],
+    });
+    await this.agent.start();
+    const host = await this.s.db.k.selectFrom('hosts').select('id').where('name', '=', hostName).executeTakeFirstOrThrow();
+    this.hostId = host.id;
+    await this.s.events.start(50);
+    this.engine = new RequestEngine(this.s.db, this.s.events, powerHandlers({
+      db: this.s.db, events: this.s.events, agents: new AgentClient({ timeoutMs: 5000, attempts: 1 }),
+      policy: this.s.policy, metrics: this.s.metrics, gracefulStopMs: 100,
+    }), silent, { owner: `test-${hostName}`, pollMs: 50 });
+    this.s.requests.wake = this.engine.wake;
+    await this.engine.start();
+  }
+
+  /** Waits for a request to end and returns what getRequestIdInfo would. */
+  async finish(p: Principal, requestId: string) {
+    const info = await this.s.requests.wait(p, requestId, 10);
+    assert.notEqual(info.status, 'queued', `${requestId} never started`);
+    assert.notEqual(info.status, 'running', `${requestId} did not finish in 10 s`);
+    return info;
+  }
+
+  async stop(): Promise<void> {
+    this.s.requests.wake = () => {};
+    await this.engine?.stop();
+    await this.agent?.stop();
+    await this.door?.close();
+    this.s.events.stop();
+  }
+}
