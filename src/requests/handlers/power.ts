@@ -20,7 +20,7 @@ export function powerHandlers(d: PowerDeps): Record<string, Handler> {
 
   async function setVm(vm: VmRow, set: Partial<Pick<VmRow, 'status' | 'power' | 'host_id'>>): Promise<void> {
     await d.db.k.updateTable('vms').set({ ...set, updated_at: now() }).where('id', '=', vm.id).execute();
-    if (set.status && set.status !== vm.status) await d.events.publish(d.db.k, vm.tenant_id, `vm.${set.status}`, vm.id, { ...set });
+    if (set.status && set.status !== vm.status) await d.events.publish(d.db.k, vm.tenant_id, `vm.${set.status}`, vm.id, { status: set.status, power: set.power ?? vm.power, hostId: set.host_id === undefined ? vm.host_id : set.host_id });
   }
 
   async function spec(vm: VmRow): Promise<VmSpec> {
