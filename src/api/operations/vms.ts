@@ -1,9 +1,15 @@
 import { Type } from '@sinclair/typebox';
-import { op } from './types.js';
+import { op, type Operation, type Param } from './types.js';
 import { Name, RequestIdResult, Slot, Strict, Timestamp, True, VmId, ImageId, Id, Ip } from './schemas.js';
 
 const VmStatus = Type.Union(['stopped', 'starting', 'running', 'stopping', 'migrating', 'error'].map((s) => Type.Literal(s)));
 const Arch = Type.Union([Type.Literal('x86_64'), Type.Literal('i686')]);
+
+/** An async VM action: POST /v1/vms/{vmId}/<path> → 202 with the request id. */
+const asyncVmOp = (name: string, path: string, summary: string, params: Param[], run: Operation['run']) => op({
+  name, summary: `${summary} (async)`, tag: 'VMs', params: [{ name: 'vmId', schema: VmId }, ...params], result: RequestIdResult,
+  rest: { method: 'POST', path: `/v1/vms/{vmId}/${path}`, status: 202, wrap: 'requestId' }, run,
+});
 
 export const vmOperations = [
   op({
@@ -39,28 +45,12 @@ export const vmOperations = [
     params: [{ name: 'vmId', schema: VmId }], result: True,
     rest: { method: 'DELETE', path: '/v1/vms/{vmId}', status: 204 }, run: (s, p, a) => s.vms.deallocate(p, a.vmId),
   }),
-  op({
-    name: 'powerOnVm', summary: 'Place (if needed) and start the VM (async)', tag: 'VMs', params: [{ name: 'vmId', schema: VmId }],
-    result: RequestIdResult, rest: { method: 'POST', path: '/v1/vms/{vmId}/power-on', status: 202, wrap: 'requestId' },
-    run: (s, p, a) => s.vms.powerOn(p, a.vmId),
-  }),
-  op({
-    name: 'powerOffVm', summary: 'ACPI shutdown, forced after a timeout, or at once with force (async)', tag: 'VMs',
-    params: [{ name: 'vmId', schema: VmId }, { name: 'force', schema: Type.Boolean(), optional: true }],
-    result: RequestIdResult, rest: { method: 'POST', path: '/v1/vms/{vmId}/power-off', status: 202, wrap: 'requestId' },
-    run: (s, p, a) => s.vms.powerOff(p, a.vmId, a.force ?? false),
-  }),
-  op({
-    name: 'resetVm', summary: 'Hard reset (async)', tag: 'VMs', params: [{ name: 'vmId', schema: VmId }],
-    result: RequestIdResult, rest: { method: 'POST', path: '/v1/vms/{vmId}/reset', status: 202, wrap: 'requestId' },
-    run: (s, p, a) => s.vms.reset(p, a.vmId),
-  }),
-  op({
-    name: 'restoreImage', summary: 'Write an image onto the system volume of a stopped VM (async)', tag: 'VMs',
-    params: [{ name: 'vmId', schema: VmId }, { name: 'imageId', schema: ImageId }],
-    result: RequestIdResult, rest: { method: 'POST', path: '/v1/vms/{vmId}/restore-image', status: 202, wrap: 'requestId' },
-    run: (s, p, a) => s.vms.restoreImage(p, a.vmId, a.imageId),
-  }),
+  asyncVmOp('powerOnVm', 'power-on', 'Place (if needed) and start the VM', [], (s, p, a) => s.vms.powerOn(p, a.vmId)),
+  asyncVmOp('powerOffVm', 'power-off', 'ACPI shutdown, forced after a timeout, or at once with force',
+    [{ name: 'force', schema: Type.Boolean(), optional: true }], (s, p, a) => s.vms.powerOff(p, a.vmId, a.force ?? false)),
+  asyncVmOp('resetVm', 'reset', 'Hard reset', [], (s, p, a) => s.vms.reset(p, a.vmId)),
+  asyncVmOp('restoreImage', 'restore-image', 'Write an image onto the system volume of a stopped VM',
+    [{ name: 'imageId', schema: ImageId }], (s, p, a) => s.vms.restoreImage(p, a.vmId, a.imageId)),
   op({
     name: 'changeVmType', summary: 'Change the type of a stopped VM; capacity is checked at the next power-on', tag: 'VMs',
     params: [{ name: 'vmId', schema: VmId }, { name: 'type', schema: Type.String({ maxLength: 64 }) }], result: True,
@@ -71,12 +61,9 @@ export const vmOperations = [
     params: [{ name: 'vmId', schema: VmId }, { name: 'architecture', schema: Type.String({ maxLength: 16 }) }], result: True,
     rest: { method: 'PUT', path: '/v1/vms/{vmId}/architecture', status: 204 }, run: (s, p, a) => s.vms.changeArchitecture(p, a.vmId, a.architecture),
   }),
-  op({
-    name: 'migrateVm', summary: 'Live-migrate a running VM (async)', tag: 'VMs',
-    params: [{ name: 'vmId', schema: VmId }, { name: 'target', schema: Strict({ host: Type.Optional(Id('host')), zone: Type.Optional(Type.String({ maxLength: 64 })) }) }],
-    result: RequestIdResult, rest: { method: 'POST', path: '/v1/vms/{vmId}/migrate', status: 202, wrap: 'requestId' },
-    run: (s, p, a) => s.vms.migrate(p, a.vmId, a.target),
-  }),
+  asyncVmOp('migrateVm', 'migrate', 'Live-migrate a running VM',
+    [{ name: 'target', schema: Strict({ host: Type.Optional(Id('host')), zone: Type.Optional(Type.String({ maxLength: 64 })) }) }],
+    (s, p, a) => s.vms.migrate(p, a.vmId, a.target)),
   op({
     name: 'getVmTypeList', summary: 'The VM type catalog', tag: 'VMs', params: [],
     result: Type.Array(Type.Object({ type: Type.String(), vcpus: Type.Integer(), memoryMiB: Type.Integer(), systemDiskGiB: Type.Integer(), resourceType: Type.String() })),
