@@ -53,6 +53,8 @@ export interface ComputeDriver {
   consoleTail(vmId: string, bytes: number): Promise<Buffer>;
   /** Attaches to the VM's serial console while it runs. */
   console(vmId: string): Promise<ConsoleStream>;
+  /** Lets go of every VM without stopping it (agent shutdown: guests outlive their agent). */
+  close(): Promise<void>;
   /** Called when a VM stops without being asked (guest shutdown, crash). */
   onExit(listener: (vmId: string, reason: 'shutdown' | 'crash') => void): void;
 }

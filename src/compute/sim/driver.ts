@@ -71,6 +71,8 @@ export class SimDriver implements ComputeDriver {
     return [...this.vms.keys()].map((vmId) => ({ vmId, power: 'running' as const }));
   }
 
+  async close(): Promise<void> {}
+
   onExit(listener: (vmId: string, reason: 'shutdown' | 'crash') => void): void { this.listeners.push(listener); }
 
   /** Simulates a guest that powers itself off, for tests of the exit path. */
