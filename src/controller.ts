@@ -6,6 +6,7 @@ import { AgentClient } from './agent/client.js';
 import { buildServer } from './api/server.js';
 import { RequestEngine } from './requests/engine.js';
 import { powerHandlers } from './requests/handlers/power.js';
+import { restoreHandlers } from './requests/handlers/restore.js';
 import { makePolicy, type Overcommit } from './scheduler/index.js';
 import { Services } from './services/index.js';
 import { SYSTEM } from './services/principal.js';
@@ -28,13 +29,16 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   const db = await openDb(o.db);
   o.log.info({ db: db.describe, name: o.name }, 'state store open');
   const services = new Services(db, makePolicy({ overcommit: o.overcommit }), o.log);
+  services.images.setDataDir(o.dataDir);
   await services.vmTypes.seedDefaults();
   if (o.vmTypesFile) await services.vmTypes.put(SYSTEM, JSON.parse(readFileSync(o.vmTypesFile, 'utf8')) as VmType[]);
   const joinToken = await services.hosts.joinToken();
   await services.events.start();
-  const engine = new RequestEngine(db, services.events, powerHandlers({
-    db, events: services.events, agents: new AgentClient(), policy: services.policy, metrics: services.metrics, gracefulStopMs: o.gracefulStopMs ?? 60_000,
-  }), o.log.child({ component: 'requests' }), { owner: o.name, leaseMs: o.leaseMs });
+  const agents = new AgentClient();
+  const engine = new RequestEngine(db, services.events, {
+    ...powerHandlers({ db, events: services.events, agents, policy: services.policy, metrics: services.metrics, gracefulStopMs: o.gracefulStopMs ?? 60_000 }),
+    ...restoreHandlers({ db, events: services.events, agents, policy: services.policy }),
+  }, o.log.child({ component: 'requests' }), { owner: o.name, leaseMs: o.leaseMs });
   services.requests.wake = engine.wake;
   const app = await buildServer(services, o.log);
   await app.listen({ host: o.host, port: o.port });

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { VmReport, VmSpec, StopOptions } from '../compute/driver.js';
 import type { HostRow } from '../state/schema.js';
-import { AGENT_PATHS } from './protocol.js';
+import { AGENT_PATHS, type RestoreBody, type RestoreEvent } from './protocol.js';
 
 export class AgentError extends Error {
   constructor(message: string, readonly retryable: boolean) { super(message); this.name = 'AgentError'; }
@@ -38,6 +38,64 @@ export class AgentClient {
   stop(host: HostRow, vmId: string, opts: StopOptions) { return this.call<void>(host, AGENT_PATHS.stop(host.id, vmId), opts); }
   reset(host: HostRow, vmId: string) { return this.call<void>(host, AGENT_PATHS.reset(host.id, vmId), {}); }
   list(host: HostRow) { return this.call<VmReport[]>(host, AGENT_PATHS.list(host.id), undefined, 'GET'); }
+
+  /**
+   * Writes an image onto a volume's file on the host, passing each progress line to `onProgress`.
+   * The answer streams for as long as the work takes, so the timeout applies to silence, not to
+   * the whole restore; a broken stream is retried (the operation is idempotent).
+   */
+  async restore(host: HostRow, volumeId: string, body: RestoreBody,
+    onProgress: (e: Exclude<RestoreEvent, { done: true } | { error: string }>) => Promise<void> | void): Promise<void> {
+    const who = `agent of ${host.name} (${host.agent_url})`;
+    let last: AgentError | null = null;
+    for (let i = 0; i < this.opts.attempts; i++) {
+      if (i > 0) await sleep(500 * 2 ** i);
+      const ac = new AbortController();
+      let idle: NodeJS.Timeout = setTimeout(() => ac.abort(), this.opts.timeoutMs);
+      const alive = () => { clearTimeout(idle); idle = setTimeout(() => ac.abort(), this.opts.timeoutMs); };
+      try {
+        const res = await fetch(host.agent_url + AGENT_PATHS.restore(host.id, volumeId), {
+          method: 'POST', headers: { authorization: `Bearer ${host.node_token}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body), signal: ac.signal,
+        });
+        if (!res.ok || !res.body) {
+          const text = await res.text();
+          last = new AgentError(`${who}: ${safeError(text) ?? `HTTP ${res.status}`}`, res.status >= 500 && res.status !== 501);
+          if (!last.retryable) throw last;
+          continue;
+        }
+        let buf = '';
+        const decoder = new TextDecoder();
+        for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+          alive();
+          buf += decoder.decode(chunk, { stream: true });
+          let nl: number;
+          while ((nl = buf.indexOf('\n')) >= 0) {
+            const text = buf.slice(0, nl).trim();
+            buf = buf.slice(nl + 1);
+            if (!text) continue;
+            const e = JSON.parse(text) as RestoreEvent;
+            if ('error' in e) throw new AgentError(`${who}: ${e.error}`, false);
+            if ('done' in e) return;
+            try { await onProgress(e); } catch (err) { throw new CallerError(err); }
+          }
+        }
+        last = new AgentError(`${who}: the restore's answer ended before the restore did`, true);
+      } catch (e) {
+        if (e instanceof CallerError) throw e.cause;
+        if (e instanceof AgentError && !e.retryable) throw e;
+        last = e instanceof AgentError ? e : new AgentError(`${who} unreachable or silent: ${(e as Error).message}`, true);
+      } finally {
+        clearTimeout(idle);
+      }
+    }
+    throw last!;
+  }
+}
+
+/** An error of the caller's progress callback: passed through, never retried. */
+class CallerError extends Error {
+  constructor(override readonly cause: unknown) { super('progress callback failed'); }
 }
 
 function safeError(text: string): string | null {

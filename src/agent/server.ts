@@ -2,6 +2,8 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { timingSafeEqual } from 'node:crypto';
 import type { ComputeDriver, LaunchSpec, VmReport, VmSpec } from '../compute/driver.js';
 import type { Logger } from 'pino';
+import { consoleRoutes } from './console-routes.js';
+import { heldVolumes, onHeartbeatReply, registerRestoreRoutes } from './restore-routes.js';
 import { AGENT_PATHS, CONTROLLER_PATHS, type ExitBody, type HeartbeatBody, type RegisterBody, type RegisterReply, type StartBody, type StopBody } from './protocol.js';
 
 export interface AgentOptions {
@@ -65,6 +67,8 @@ export class Agent {
       return {};
     });
     app.get<P>(AGENT_PATHS.list(':hostId'), async (req): Promise<VmReport[]> => driver(req.params.hostId).list());
+    await registerRestoreRoutes(app, { resolveLaunch: this.o.resolveLaunch, nodeToken: () => this.nodeToken, driver, log: this.o.log });
+    await consoleRoutes(app, driver);
     await app.listen({ host: this.o.listen.host, port: this.o.listen.port });
     const addr = app.server.address();
     const port = typeof addr === 'object' && addr ? addr.port : this.o.listen.port;
@@ -112,10 +116,11 @@ export class Agent {
 
   private async heartbeat(): Promise<void> {
     try {
-      const body: HeartbeatBody = { hosts: await Promise.all([...this.drivers].map(async ([hostId, d]) => ({ hostId, vms: await d.list() }))) };
+      const body: HeartbeatBody = { hosts: await Promise.all([...this.drivers].map(async ([hostId, d]) => ({ hostId, vms: await d.list() }))), ...(await heldVolumes(this.o.resolveLaunch)) };
       const res = await this.post(CONTROLLER_PATHS.heartbeat, body);
       // A controller that lost our token (restored store, new controller) gets a fresh registration.
       if (res.status === 401) await this.register();
+      else await onHeartbeatReply(this.o.resolveLaunch, res, this.o.log);
     } catch (e) {
       this.o.log.warn({ err: (e as Error).message }, 'heartbeat to the controller failed');
     }
@@ -128,8 +133,10 @@ export class Agent {
     }
   }
 
+  /** Stops serving; the VMs keep running and a restarted agent adopts them. */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     await this.app?.close();
+    await Promise.all([...new Set(this.o.hosts.map((h) => h.driver))].map((d) => d.close()));
   }
 }

@@ -2,8 +2,9 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Fault, KumoError } from '../core/errors.js';
 import type { Services } from '../services/index.js';
 import type { HostRow } from '../state/schema.js';
-import { CONTROLLER_PATHS, type ExitBody, type HeartbeatBody, type RegisterBody } from '../agent/protocol.js';
+import { CONTROLLER_PATHS, type ExitBody, type HeartbeatBody, type HeartbeatReply, type RegisterBody } from '../agent/protocol.js';
 import { problem } from './faults.js';
+import { imageRoutes } from './image-routes.js';
 
 const bearer = (req: FastifyRequest) => /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
 
@@ -29,7 +30,13 @@ export async function agentRoutes(app: FastifyInstance, s: Services): Promise<vo
     const reported = body.hosts.filter((h) => mine.has(h.hostId));
     await s.hosts.heartbeat(reported.map((h) => h.hostId));
     for (const h of reported) await s.reconciler.report(h.hostId, h.vms);
-    return {};
+    // Interim local volumes: files of volumes the store no longer has are the agent's to delete.
+    const answer: HeartbeatReply = {};
+    if (Array.isArray(body.volumes) && body.volumes.length) {
+      answer.deleteVolumes = await s.images.goneVolumes(body.volumes);
+      answer.storeId = await s.images.storeId();
+    }
+    return answer;
   });
   app.post(CONTROLLER_PATHS.exit, async (req, reply) => {
     const mine = await hostsOf(req);
@@ -38,4 +45,5 @@ export async function agentRoutes(app: FastifyInstance, s: Services): Promise<vo
     await s.reconciler.vmGone(b.hostId, b.vmId, b.reason);
     return {};
   });
+  await imageRoutes(app, s);
 }

@@ -5,6 +5,8 @@ import type { Logger } from 'pino';
 import { Fault, KumoError } from '../core/errors.js';
 import type { Services } from '../services/index.js';
 import { agentRoutes } from './agent-routes.js';
+import { consoleRoutes } from './console.js';
+import { isImageUpload } from './image-routes.js';
 import { eventsWebsocket } from './events-ws.js';
 import { problem } from './faults.js';
 import { restTransport } from './rest/transport.js';
@@ -28,7 +30,7 @@ export async function buildServer(s: Services, log: Logger): Promise<FastifyInst
   // rest of the body, and the client then reads the 413. Beyond it, Fastify's close is cheaper.
   app.addHook('onRequest', async (req, reply) => {
     const len = Number(req.headers['content-length']);
-    if (!(len > MAX_BODY && len <= DRAIN_LIMIT)) return;
+    if (!(len > MAX_BODY && len <= DRAIN_LIMIT) || isImageUpload(req.method, req.url)) return;
     return reply.code(413).type('application/problem+json')
       .send({ ...problem(new KumoError(Fault.INVALID_REQUEST, `request body larger than ${MAX_BODY} bytes`)), status: 413 });
   });
@@ -45,6 +47,7 @@ export async function buildServer(s: Services, log: Logger): Promise<FastifyInst
   await app.register(async (x) => restTransport(x, s, log));
   await app.register(async (x) => agentRoutes(x, s));
   await app.register(async (x) => eventsWebsocket(x, s));
+  await app.register(async (x) => consoleRoutes(x, s, log));
   app.get('/v1/openapi.json', { schema: { hide: true } as never }, async () => app.swagger());
   app.get('/metrics', { schema: { hide: true } as never }, async (_req, reply) => reply.type(s.metrics.registry.contentType).send(await s.metrics.registry.metrics()));
   app.get('/healthz', { schema: { hide: true } as never }, async () => ({ ok: true }));

@@ -1,9 +1,13 @@
 // Server code (fastify, the state store) is imported inside the actions so client commands start fast.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import type { Logger } from 'pino';
+import type { Controller } from '../controller.js';
+import { defaultGuestCache } from './client/commands/image.js';
 import { int, onSignals } from './util.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
@@ -25,6 +29,33 @@ function controllerArgs(o: Record<string, any>, data: string) {
   };
 }
 
+export const TINY_IMAGE = 'tiny-linux';
+
+/**
+ * Builds the tiny guest (warm cache: a few seconds) and registers it as the public image
+ * `tiny-linux`, booting its uncompressed kernel directly (3× faster under TCG than vmlinuz).
+ * Registration is idempotent by name: the same files change nothing, new ones replace them.
+ */
+async function registerTinyImage(c: Controller, data: string, cacheDir: string, log: Logger): Promise<string> {
+  const { buildTinyImage } = await import('../guest/build-tiny.js');
+  const { SYSTEM } = await import('../services/principal.js');
+  await mkdir(data, { recursive: true });
+  const out = await mkdtemp(join(data, '.tiny-build-'));
+  try {
+    const b = await buildTinyImage({ cacheDir, outDir: out, log: (line) => log.info({ component: 'tiny-image' }, line) });
+    const r = await c.services.images.register(SYSTEM, {
+      name: TINY_IMAGE, os: 'linux', kind: 'tiny',
+      source: `kumo image build-tiny: kernel ${b.kernelVersion}; ${b.packages.map((p) => `${p.name} ${p.version}`).join(', ')}`,
+      disk: b.disk, files: [{ name: 'vmlinux', path: b.vmlinux }, { name: 'initrd.img', path: b.initrd }],
+      boot: { kernel: 'vmlinux', initrd: 'initrd.img', append: 'console=ttyS0 quiet' },
+    });
+    log.info({ imageId: r.imageId, changed: r.changed }, 'tiny-linux image registered');
+    return r.imageId;
+  } finally {
+    await rm(out, { recursive: true, force: true });
+  }
+}
+
 export function serverCommands(program: Command): void {
   controllerOptions(program.command('controller')
     .description('run a controller: API (/RPC2, /v1), state store, scheduler and request engine')
@@ -42,19 +73,29 @@ export function serverCommands(program: Command): void {
 
   controllerOptions(program.command('up')
     .description('run the all-in-one cloud: controller + agent (+ storage node when it lands) on this machine, SQLite in DATA')
-    .option('--sim-boot-ms <ms>', 'sim driver: simulated boot time', int, 2000))
+    .option('--driver <name>', 'compute driver of the agent: auto (QEMU when installed, else sim), qemu or sim', 'auto')
+    .option('--sim-boot-ms <ms>', 'sim driver: simulated boot time', int, 2000)
+    .option('--cache <dir>', 'downloaded Debian packages for the tiny-linux image (default: KUMO_CACHE, else the OS temp dir)')
+    .option('--no-tiny-image', 'do not build and register the tiny-linux image'))
     .action(async (o) => {
       const { bootstrapCredentials, startController } = await import('../controller.js');
       const { makeLogger } = await import('./log.js');
       const data = resolve(o.data);
       const logs = join(data, 'logs');
-      const c = await startController({ ...controllerArgs(o, data), log: makeLogger('controller', join(logs, 'controller.log')) });
+      const log = makeLogger('controller', join(logs, 'controller.log'));
+      const c = await startController({ ...controllerArgs(o, data), log });
       const creds = await bootstrapCredentials(c, data);
+      // Built while the agent starts; "kumo is up" waits for it, so the image is there when scripts go on.
+      const tiny = o.tinyImage === false ? Promise.resolve(null) : registerTinyImage(c, data, resolve(o.cache ?? defaultGuestCache()), log).catch((e: Error) => {
+        log.warn({ err: e.message }, 'no tiny-linux image');
+        process.stderr.write(`kumo up: no ${TINY_IMAGE} image (building it failed: ${e.message.split('\n')[0].slice(0, 300)}); continuing without it\n`);
+        return null;
+      });
       let agent: ChildProcess | null = null;
       let stopping = false;
       const startAgent = () => {
         agent = spawn(process.execPath, [MAIN, 'agent', '--controller', c.url, '--zone', 'zone-1', '--host', hostname(), '--listen', `${o.listen}:0`,
-          '--data', join(data, 'agent'), '--join-token-file', join(data, 'join-token'), '--sim-boot-ms', String(o.simBootMs), '--log', join(logs, 'agent.log')],
+          '--data', join(data, 'agent'), '--join-token-file', join(data, 'join-token'), '--driver', o.driver, '--sim-boot-ms', String(o.simBootMs), '--log', join(logs, 'agent.log')],
         { stdio: ['ignore', 'inherit', 'inherit'] });
         agent.on('exit', (code, signal) => {
           if (stopping) return;
@@ -63,6 +104,7 @@ export function serverCommands(program: Command): void {
         });
       };
       startAgent();
+      const imageId = await tiny;
       process.stdout.write([
         `kumo is up (data in ${data})`,
         `  XML-RPC:     ${c.url}/RPC2`,
@@ -70,6 +112,7 @@ export function serverCommands(program: Command): void {
         `  credentials: ${creds}`,
         `  metrics:     ${c.url}/metrics`,
         `  logs:        ${logs}`,
+        ...(imageId ? [`  image:       ${TINY_IMAGE} (${imageId}): ./kumo vm restore VM ${imageId}`] : []),
         `  try:         ./kumo vm create --type be.small && ./kumo vm list`,
         '',
       ].join('\n'));

@@ -197,12 +197,24 @@ export class Vms {
     return true;
   }
 
+  /** Queues the write of an image onto the VM's system volume (requests/handlers/restore.ts). */
   async restoreImage(p: Principal, vmId: string, imageId: string): Promise<string> {
-    const vm = await this.row(this.db.k, p, vmId);
-    const img = await this.db.k.selectFrom('images').select(['id', 'tenant_id']).where('id', '=', imageId).executeTakeFirst();
-    if (!img || !visible(p, img.tenant_id)) throw notFound('image', imageId);
-    await this.requireStopped(this.db.k, vm, 'restoreImage');
-    throw notAvailableYet('writing an image onto a volume needs kumo storage nodes (the UKAI storage issue)');
+    return this.db.k.transaction().execute(async (trx) => {
+      await this.db.lock(trx, `vm:${vmId}`);
+      const vm = await this.row(trx, p, vmId);
+      const img = await trx.selectFrom('images').select(['id', 'tenant_id', 'dir', 'size_bytes']).where('id', '=', imageId).executeTakeFirst();
+      // The image must be one the VM's own tenant may use, whoever asks (an admin too).
+      if (!img || !visible(p, img.tenant_id) || (img.tenant_id !== null && img.tenant_id !== vm.tenant_id)) throw notFound('image', imageId);
+      if (img.dir === '') throw invalidState(`image ${imageId} has no disk in the image store`);
+      const sys = await trx.selectFrom('vm_disks').innerJoin('volumes', 'volumes.id', 'vm_disks.volume_id')
+        .select(['volumes.id', 'volumes.size_gib']).where('vm_disks.vm_id', '=', vmId).where('vm_disks.slot', '=', 0).executeTakeFirst();
+      if (!sys) throw invalidState(`${vmId} has no system volume`);
+      if (Number(img.size_bytes) > sys.size_gib * 1024 ** 3) {
+        throw invalidParams(`image ${imageId} (${Number(img.size_bytes)} bytes) does not fit ${vmId}'s system volume ${sys.id} (${sys.size_gib} GiB)`);
+      }
+      await this.requireStopped(trx, vm, 'restoreImage');
+      return this.requests.submit(trx, vm.tenant_id, 'restoreImage', vmId, { imageId });
+    });
   }
 
   async migrate(p: Principal, vmId: string, target: { host?: string; zone?: string }): Promise<string> {

@@ -176,5 +176,23 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         await sql`select 1`.execute(db);
       },
     },
+    '0002_images': {
+      // Images get their files (under the controller's data dir) and boot information; volumes
+      // remember the image last restored onto them and, until kumo storage nodes hold volumes,
+      // the host whose local disk keeps the volume's file. SQLite adds one column per statement.
+      async up(db: Kysely<any>) {
+        const add = (table: string, column: string, type: 'text' | 'bigint', build: (c: any) => any = (c) => c) =>
+          db.schema.alterTable(table).addColumn(column, type, build).execute();
+        await add('images', 'dir', 'text', (c) => c.notNull().defaultTo(''));
+        await add('images', 'boot', 'text', (c) => c.notNull().defaultTo(''));
+        await add('images', 'size_bytes', 'bigint', (c) => c.notNull().defaultTo(0));
+        await add('images', 'sha256', 'text', (c) => c.notNull().defaultTo(''));
+        await add('images', 'files', 'text', (c) => c.notNull().defaultTo('[]'));
+        await add('volumes', 'image_id', 'text');
+        await add('volumes', 'local_host', 'text');
+        await db.schema.createIndex('images_name').on('images').columns(['name', 'tenant_id']).execute();
+        await db.schema.createIndex('volumes_local_host').on('volumes').column('local_host').execute();
+      },
+    },
   };
 }

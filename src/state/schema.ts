@@ -1,4 +1,4 @@
-import type { Generated, Selectable } from 'kysely';
+import type { ColumnType, Generated, Selectable } from 'kysely';
 
 /**
  * Row types of the state store. Times are ISO-8601 UTC strings (the same text in SQLite and
@@ -44,12 +44,36 @@ export interface VolumeRow {
   id: string; tenant_id: string; name: string; size_gib: number;
   class: 'best-effort' | 'guaranteed'; iops: number; replicas: number;
   zone_id: string | null; encrypted: number; system: number; created_at: string;
+  /** The image last restored onto the volume; null while it is blank. */
+  image_id: string | null;
+  /** Interim, until kumo storage nodes hold volumes: the host whose local disk keeps the
+   * volume's file (set at its first restore or power-on); null until then. */
+  local_host: string | null;
 }
+
+/** Columns added by later migrations are optional when inserting (they have defaults or are nullable). */
+type Defaulted<T> = ColumnType<T, T | undefined, T>;
+export type VolumeTable = Omit<VolumeRow, 'image_id' | 'local_host'> & { image_id: Defaulted<string | null>; local_host: Defaulted<string | null> };
 
 export interface ImageRow {
   id: string; tenant_id: string | null; name: string; os: string; size_gib: number;
   kind: string; source: string; created_at: string;
+  /** Where the image's files are, relative to the controller's data dir ('' = no files). */
+  dir: string;
+  /** JSON {kernel, initrd?, append?} naming files of the image for direct kernel boot, or '' for
+   * firmware (BIOS) boot from the disk. */
+  boot: string;
+  /** Bytes of the raw disk (PostgreSQL bigint arrives as text: read it with Number()). */
+  size_bytes: number | string;
+  /** sha256 of the raw disk. */
+  sha256: string;
+  /** JSON [{name, size, sha256}] of every file of the image, the disk first. */
+  files: string;
 }
+export type ImageTable = Omit<ImageRow, 'dir' | 'boot' | 'size_bytes' | 'sha256' | 'files'> & {
+  dir: Defaulted<string>; boot: Defaulted<string>; size_bytes: ColumnType<number | string, number | undefined, number>;
+  sha256: Defaulted<string>; files: Defaulted<string>;
+};
 
 export interface StorageNodeRow { id: string; zone_id: string; name: string; status: string; created_at: string }
 
@@ -76,7 +100,7 @@ export interface Schema {
   zones: ZoneRow; hosts: HostRow; tenants: TenantRow; api_users: ApiUserRow; vm_types: VmTypeRow;
   vms: VmRow; vm_disks: VmDiskRow; vm_nics: VmNicRow; nic_addresses: NicAddressRow;
   networks: NetworkRow; network_zone_vlans: NetworkZoneVlanRow; ip_allocations: IpAllocationRow;
-  volumes: VolumeRow; images: ImageRow; storage_nodes: StorageNodeRow;
+  volumes: VolumeTable; images: ImageTable; storage_nodes: StorageNodeRow;
   requests: RequestRow; resource_locks: ResourceLockRow; comments: CommentRow; events: EventRow;
   settings: SettingRow;
 }

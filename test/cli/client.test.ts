@@ -50,7 +50,9 @@ describe('kumo CLI client', { concurrency: true }, () => {
   });
 
   test('--no-wait prints the request id; request wait follows it to the end', async () => {
-    const vmId = (await k('vm', 'create', '--type', 'be.small')).stdout.trim();
+    const created = await k('vm', 'create', '--type', 'be.small');
+    assert.equal(created.code, 0, created.stderr);
+    const vmId = created.stdout.trim();
     const started = await k('vm', 'start', vmId, '--no-wait');
     assert.equal(started.code, 0, started.stderr);
     const requestId = started.stdout.trim();

@@ -14,8 +14,9 @@ export class Cloud {
   out = '';
   constructor(readonly data: string, readonly args: string[]) {}
 
+  /** The sim driver unless `extra` asks for another: most tests are about the control plane. */
   static async up(extra: string[] = [], data = mkdtempSync(join(tmpdir(), 'kumo-test-'))): Promise<Cloud> {
-    const c = new Cloud(data, ['up', '--data', data, '--port', '0', '--sim-boot-ms', '300', ...extra]);
+    const c = new Cloud(data, ['up', '--data', data, '--port', '0', '--sim-boot-ms', '300', ...(extra.includes('--driver') ? [] : ['--driver', 'sim']), ...extra]);
     await c.start();
     return c;
   }

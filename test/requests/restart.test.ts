@@ -78,7 +78,7 @@ describe('controller killed with SIGKILL while requests run', { timeout: 90_000 
     creds = JSON.parse(readFileSync(join(data, 'credentials.json'), 'utf8'));
     agent = new KumoProc('agent', ['agent', '--controller', url, '--join-token-file', join(data, 'join-token'), '--listen', '127.0.0.1:0',
       '--data', join(data, 'agent'), '--host', 'h1', '--vcpus', '32', '--memory-mib', '65536',
-      '--sim-boot-ms', String(BOOT_MS), '--sim-shutdown-ms', String(SHUTDOWN_MS), '--log', join(data, 'agent.log')]);
+      '--driver', 'sim', '--sim-boot-ms', String(BOOT_MS), '--sim-shutdown-ms', String(SHUTDOWN_MS), '--log', join(data, 'agent.log')]);
     hostId = await waitFor('the agent to register', async () => ((await api('GET', '/hosts', 'admin')) as any[]).find((h) => h.status === 'up')?.hostId, 20_000);
   });
 

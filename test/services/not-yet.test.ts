@@ -30,12 +30,12 @@ forEachDb('methods not available yet', (env) => {
     await env.db.k.insertInto('storage_nodes').values({ id: node, zone_id: zone, name: 'sn1', status: 'up', created_at: now() }).execute();
   });
 
-  it('restoreImage: NOT_FOUND for unknown or foreign VM and image, then not available yet', async () => {
+  it('restoreImage: NOT_FOUND for unknown or foreign VM and image, INVALID_STATE for an image with no disk', async () => {
     const s = env.services;
     await fault(s.vms.restoreImage(t, 'vm-000000000000', img), Fault.NOT_FOUND);
     await fault(s.vms.restoreImage(other, vm, img), Fault.NOT_FOUND);
     await fault(s.vms.restoreImage(t, vm, 'img-000000000000'), Fault.NOT_FOUND);
-    await fault(s.vms.restoreImage(t, vm, img), Fault.INVALID_STATE, NOT_YET);
+    await fault(s.vms.restoreImage(t, vm, img), Fault.INVALID_STATE, /no disk in the image store/);
   });
 
   it('migrateVm: NOT_FOUND for unknown VM or host, AUTHORIZATION for a tenant naming a host, then not available yet', async () => {

@@ -1,4 +1,5 @@
 import { adminOperations } from './admin.js';
+import { consoleOperations } from './console.js';
 import { initOperations } from './init.js';
 import { networkOperations } from './networks.js';
 import { otherOperations } from './others.js';
@@ -9,7 +10,7 @@ import { volumeOperations } from './volumes.js';
 export type { Operation, Param } from './types.js';
 
 export const OPERATIONS: readonly Operation[] = [
-  ...vmOperations, ...networkOperations, ...volumeOperations, ...initOperations, ...otherOperations, ...adminOperations,
+  ...vmOperations, ...consoleOperations, ...networkOperations, ...volumeOperations, ...initOperations, ...otherOperations, ...adminOperations,
 ];
 
 export const OPERATION_BY_NAME = new Map(OPERATIONS.map((o) => [o.name, o]));

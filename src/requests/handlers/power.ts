@@ -1,7 +1,7 @@
 import { Fault, KumoError, invalidState } from '../../core/errors.js';
 import type { AgentClient } from '../../agent/client.js';
-import type { VmSpec } from '../../compute/driver.js';
-import { place, type Arch, type SchedulerPolicy } from '../../scheduler/index.js';
+import type { BootSpec, VmSpec } from '../../compute/driver.js';
+import type { Arch, SchedulerPolicy } from '../../scheduler/index.js';
 import type { Db } from '../../state/db.js';
 import { now } from '../../state/db.js';
 import type { HostRow, VmRow } from '../../state/schema.js';
@@ -9,6 +9,7 @@ import { capacitySnapshot } from '../../services/capacity.js';
 import type { Events } from '../../services/events.js';
 import type { Metrics } from '../../services/metrics.js';
 import type { Handler, RequestContext } from '../engine.js';
+import { chooseHost, claimVolumes, releaseVolumes } from './volume-host.js';
 
 export interface PowerDeps { db: Db; events: Events; agents: AgentClient; policy: SchedulerPolicy; metrics: Metrics; gracefulStopMs: number }
 
@@ -23,36 +24,46 @@ export function powerHandlers(d: PowerDeps): Record<string, Handler> {
     if (set.status && set.status !== vm.status) await d.events.publish(d.db.k, vm.tenant_id, `vm.${set.status}`, vm.id, { status: set.status, power: set.power ?? vm.power, hostId: set.host_id === undefined ? vm.host_id : set.host_id });
   }
 
+  /** Kernel boot from the files of the image last restored onto the system volume when that
+   * image has a kernel; firmware boot from the disk otherwise (imported or blank volumes). */
+  async function bootOf(vmId: string): Promise<BootSpec | undefined> {
+    const img = await d.db.k.selectFrom('vm_disks').innerJoin('volumes', 'volumes.id', 'vm_disks.volume_id')
+      .innerJoin('images', 'images.id', 'volumes.image_id')
+      .select(['images.id', 'images.boot']).where('vm_disks.vm_id', '=', vmId).where('vm_disks.slot', '=', 0).executeTakeFirst();
+    if (!img || img.boot === '') return undefined;
+    const b = JSON.parse(img.boot) as { kernel: string; initrd?: string; append?: string };
+    return { imageId: img.id, kernel: b.kernel, ...(b.initrd ? { initrd: b.initrd } : {}), ...(b.append !== undefined ? { append: b.append } : {}) };
+  }
+
   async function spec(vm: VmRow): Promise<VmSpec> {
-    const [disks, nics] = await Promise.all([
+    const [disks, nics, boot] = await Promise.all([
       d.db.k.selectFrom('vm_disks').innerJoin('volumes', 'volumes.id', 'vm_disks.volume_id')
         .select(['vm_disks.slot', 'vm_disks.volume_id', 'volumes.size_gib']).where('vm_id', '=', vm.id).orderBy('slot').execute(),
       d.db.k.selectFrom('vm_nics').selectAll().where('vm_id', '=', vm.id).orderBy('slot').execute(),
+      bootOf(vm.id),
     ]);
     return {
       vmId: vm.id, name: vm.name, vcpus: vm.vcpus, memoryMiB: vm.memory_mib,
       architecture: vm.architecture as Arch, resourceType: vm.resource_type as VmSpec['resourceType'],
       disks: disks.map((x) => ({ slot: x.slot, volumeId: x.volume_id, sizeGiB: x.size_gib })),
       nics: nics.map((n) => ({ slot: n.slot, networkId: n.network_id, mac: n.mac })),
+      ...(boot ? { boot } : {}),
     };
   }
 
   /** Placement and the host reservation happen in one locked transaction so two controllers
-   * never fill the same capacity. */
-  async function placeVm(vm: VmRow): Promise<HostRow> {
+   * never fill the same capacity. A VM whose volumes already live on a host (interim local
+   * volumes) is placed there or nowhere; otherwise its volumes move in with it. */
+  async function placeVm(vm: VmRow): Promise<{ host: HostRow; claimed: string[] }> {
     const t0 = process.hrtime.bigint();
-    const hostId = await d.db.k.transaction().execute(async (trx) => {
+    const { hostId, claimed } = await d.db.k.transaction().execute(async (trx) => {
       await d.db.lock(trx, 'placement');
-      const r = place(await capacitySnapshot(trx), {
-        vmId: vm.id, tenantId: vm.tenant_id, vcpus: vm.vcpus, memoryMiB: vm.memory_mib,
-        resourceType: vm.resource_type as never, architecture: vm.architecture as Arch, zone: vm.zone_id,
-      }, d.policy);
-      if (!r.ok) throw new KumoError(Fault.NO_CAPACITY, r.reason);
-      await trx.updateTable('vms').set({ host_id: r.hostId, updated_at: now() }).where('id', '=', vm.id).execute();
-      return r.hostId;
+      const chosen = await chooseHost(trx, await capacitySnapshot(trx), vm, d.policy);
+      await trx.updateTable('vms').set({ host_id: chosen, updated_at: now() }).where('id', '=', vm.id).execute();
+      return { hostId: chosen, claimed: await claimVolumes(trx, vm.id, chosen) };
     });
     d.metrics.schedulerSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
-    return hostRow(hostId);
+    return { host: await hostRow(hostId), claimed };
   }
 
   async function powerOn(ctx: RequestContext): Promise<unknown> {
@@ -61,8 +72,10 @@ export function powerHandlers(d: PowerDeps): Record<string, Handler> {
     await setVm(vm, { status: 'starting' });
     vm = await vmRow(vm.id);
     let host: HostRow;
+    let claimed: string[] = [];
     try {
-      host = vm.host_id ? await hostRow(vm.host_id) : await placeVm(vm);
+      if (vm.host_id) host = await hostRow(vm.host_id);
+      else ({ host, claimed } = await placeVm(vm));
     } catch (e) {
       await setVm(vm, { status: 'stopped', power: 'off', host_id: null });
       throw e;
@@ -73,6 +86,7 @@ export function powerHandlers(d: PowerDeps): Record<string, Handler> {
     } catch (e) {
       // Leave nothing half-started behind before giving the capacity back.
       await d.agents.stop(host, vm.id, { force: true, timeoutMs: 0 }).catch(() => {});
+      await releaseVolumes(d.db.k, claimed, host.id);
       await setVm(vm, { status: 'stopped', power: 'off', host_id: null });
       throw new KumoError(Fault.INTERNAL, `starting ${vm.id} on ${host.name} failed: ${(e as Error).message}`);
     }

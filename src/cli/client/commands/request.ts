@@ -4,13 +4,8 @@ import { act, group, seconds } from '../command.js';
 
 const COLUMNS = ['requestId', 'method', 'resourceId', 'status', 'progress', 'message', 'createdAt'];
 
-export function imageCommands(program: Command): void {
-  const image = group(program, 'image', 'images: the storage archives a VM\'s system volume can be restored from');
-  image.command('list').description('list the images you can use')
-    .action(act(async (c) => c.print(await c.call('getImageList'))));
-  image.command('show').description('show one image').argument('<image>', 'image id (img-…)')
-    .action(act(async (c, [imageId]) => c.print(await c.call('getImageInfo', { imageId }))));
-}
+// The image commands live in image.ts; index.ts imports them from here.
+export { imageCommands } from './image.js';
 
 export function requestCommands(program: Command): void {
   const req = group(program, 'request', 'async requests (start, stop, migrate …): follow, list, cancel');

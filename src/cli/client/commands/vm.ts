@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import { int } from '../../util.js';
 import { act, asyncOptions, group } from '../command.js';
+import { attach, printTail } from '../console.js';
 
 export function vmCommands(program: Command): void {
   const vm = group(program, 'vm', 'virtual machines: create, power, change, migrate, delete');
@@ -11,6 +12,15 @@ export function vmCommands(program: Command): void {
     .action(act(async (c, [vmId]) => c.print(await c.call('getVmInfo', { vmId }))));
   vm.command('status').description('show power, status and the request now running on a VM').argument('<vm>', 'VM id')
     .action(act(async (c, [vmId]) => c.print(await c.call('getVmStatus', { vmId }))));
+  vm.command('console').description('attach to the VM\'s serial console (Ctrl-] detaches); piped input is sent and the command ends once output settles')
+    .argument('<vm>', 'VM id')
+    .option('--tail', 'print the last output the console kept (up to 1 MiB) and exit')
+    .action(act(async (c, [vmId], o) => {
+      if (o.tail) return printTail(c.client.conn, vmId);
+      // A websocket can only say "not found" after it opened; ask first so the usual fault line comes before any "Connected".
+      await c.call('getVmConsole', { vmId, bytes: 1 });
+      return attach(c.client.conn, vmId);
+    }));
   vm.command('types').description('list the VM type catalog (vCPUs, memory, system disk, resource type)')
     .action(act(async (c) => c.print(await c.call('getVmTypeList'))));
 
