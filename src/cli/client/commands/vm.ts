@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import { int } from '../../util.js';
-import { act, asyncOptions, group } from '../command.js';
+import { act, asyncOptions, group, type Ctx } from '../command.js';
+import { CliError } from '../connection.js';
 import { attach, printTail } from '../console.js';
 
 export function vmCommands(program: Command): void {
@@ -47,11 +48,19 @@ export function vmCommands(program: Command): void {
     .option('--host <host>', 'destination host id (host-…)')
     .option('--zone <zone>', 'destination zone'))
     .action(act(async (c, [vmId], o) => c.submit('migrateVm', { vmId, target: { host: o.host, zone: o.zone } })));
-  asyncOptions(vm.command('restore').description('write an image onto the system volume of a stopped VM').argument('<vm>', 'VM id').argument('<image>', 'image id (img-…)'))
-    .action(act(async (c, [vmId, imageId]) => c.submit('restoreImage', { vmId, imageId })));
+  asyncOptions(vm.command('restore').description('write an image onto the system volume of a stopped VM').argument('<vm>', 'VM id').argument('<image>', 'image id (img-…) or name, e.g. tiny-linux'))
+    .action(act(async (c, [vmId, image]) => c.submit('restoreImage', { vmId, imageId: await imageId(c, image) })));
 
   vm.command('set-type').description('change the type of a stopped VM (capacity is checked at the next start)').argument('<vm>', 'VM id').argument('<type>', 'VM type')
     .action(act(async (c, [vmId, type]) => { await c.call('changeVmType', { vmId, type }); c.done(`${vmId} is now ${type}`); }));
   vm.command('set-arch').description('change the CPU architecture of a stopped VM').argument('<vm>', 'VM id').argument('<arch>', 'x86_64 or i686')
     .action(act(async (c, [vmId, architecture]) => { await c.call('changeVmArchitecture', { vmId, architecture }); c.done(`${vmId} is now ${architecture}`); }));
+}
+
+/** Users type image names (`tiny-linux`); the API takes ids. */
+async function imageId(c: Ctx, image: string): Promise<string> {
+  if (image.startsWith('img-')) return image;
+  const found = (await c.call('getImageList') as { imageId: string; name: string }[]).filter((i) => i.name === image);
+  if (found.length === 1) return found[0].imageId;
+  throw new CliError(found.length ? `several images are named ${image}; use its id` : `no image named ${image}; kumo image list shows them`);
 }
