@@ -1,10 +1,24 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { VmReport, VmSpec, StopOptions } from '../compute/driver.js';
+import { Fault, KumoError } from '../core/errors.js';
 import type { HostRow } from '../state/schema.js';
 import { AGENT_PATHS, type RestoreBody, type RestoreEvent } from './protocol.js';
 
+/** `message` names the agent's URL, for the operator's log; `detail` is what the agent said. */
 export class AgentError extends Error {
-  constructor(message: string, readonly retryable: boolean) { super(message); this.name = 'AgentError'; }
+  constructor(message: string, readonly retryable: boolean, readonly unreachable = false, readonly detail = message) {
+    super(message); this.name = 'AgentError';
+  }
+}
+
+/** What a user may see of a failed agent call: the host's name and the agent's own words, never
+ * its address. An agent that does not answer is a state of the host, not a bug. */
+export function agentFault(action: string, host: HostRow, e: unknown): KumoError {
+  if (e instanceof KumoError) return e;
+  if (e instanceof AgentError && e.unreachable) {
+    return new KumoError(Fault.INVALID_STATE, `${action}: host ${host.name} does not answer (its agent is down or unreachable); try again when it is back`);
+  }
+  return new KumoError(Fault.INTERNAL, `${action} on host ${host.name} failed: ${e instanceof AgentError ? e.detail : (e as Error).message}`);
 }
 
 /** Controller side of the agent RPC: authenticated by the host's node token, retried because
@@ -24,11 +38,11 @@ export class AgentClient {
         const text = await res.text();
         if (res.ok) return (text ? JSON.parse(text) : undefined) as T;
         const msg = safeError(text) ?? `HTTP ${res.status}`;
-        last = new AgentError(`agent of ${host.name} (${host.agent_url}): ${msg}`, res.status >= 500 && res.status !== 501);
+        last = new AgentError(`agent of ${host.name} (${host.agent_url}): ${msg}`, res.status >= 500 && res.status !== 501, false, msg);
         if (!last.retryable) throw last;
       } catch (e) {
         if (e instanceof AgentError && !e.retryable) throw e;
-        last = e instanceof AgentError ? e : new AgentError(`agent of ${host.name} (${host.agent_url}) unreachable: ${(e as Error).message}`, true);
+        last = e instanceof AgentError ? e : new AgentError(`agent of ${host.name} (${host.agent_url}) unreachable: ${(e as Error).message}`, true, true);
       }
     }
     throw last!;

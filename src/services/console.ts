@@ -1,7 +1,7 @@
 import type WebSocket from 'ws';
-import { AgentError } from '../agent/client.js';
+import { AgentError, agentFault } from '../agent/client.js';
 import { CONSOLE_MAX_TAIL, ConsoleClient } from '../agent/console-client.js';
-import { Fault, KumoError, invalidState } from '../core/errors.js';
+import { invalidState } from '../core/errors.js';
 import type { Db } from '../state/db.js';
 import type { HostRow } from '../state/schema.js';
 import type { Principal } from './principal.js';
@@ -20,15 +20,16 @@ export function consoleText(raw: Buffer): string {
 
 /**
  * A VM's serial console, as its owner may see it: the kept output is on the agent of the host the
- * VM is placed on, so a VM that stopped but still names its host still shows its last output.
+ * VM runs or last ran on, so a VM that stopped or crashed still shows its last output.
  */
 export class VmConsoles {
   constructor(private readonly db: Db, private readonly vms: Vms, private readonly agents = new ConsoleClient()) {}
 
   async host(p: Principal, vmId: string): Promise<HostRow> {
     const vm = await this.vms.row(this.db.k, p, vmId);
-    const host = vm.host_id ? await this.db.k.selectFrom('hosts').selectAll().where('id', '=', vm.host_id).executeTakeFirst() : undefined;
-    if (!host) throw invalidState(`${vmId} is not running on any host`);
+    const hostId = vm.host_id ?? vm.last_host_id;
+    const host = hostId ? await this.db.k.selectFrom('hosts').selectAll().where('id', '=', hostId).executeTakeFirst() : undefined;
+    if (!host) throw invalidState(`${vmId} has not run on any host yet`);
     return host;
   }
 
@@ -38,7 +39,7 @@ export class VmConsoles {
       return await this.agents.tail(host, vmId, Math.min(bytes, CONSOLE_MAX_TAIL));
     } catch (e) {
       // The agent's address is the operator's business, not the tenant's.
-      if (e instanceof AgentError) throw new KumoError(Fault.INTERNAL, `the console of ${vmId} cannot be read: its host does not answer`);
+      if (e instanceof AgentError) throw agentFault(`reading the console of ${vmId}`, host, e);
       throw e;
     }
   }

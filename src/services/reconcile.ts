@@ -20,7 +20,7 @@ export class Reconciler {
     if (!vm || vm.host_id !== hostId || vm.status !== 'running') return;
     if ((await activeOn(this.db.k, vmId)).length) return;
     const status = reason === 'shutdown' ? 'stopped' : 'error';
-    const res = await this.db.k.updateTable('vms').set({ status, power: 'off', host_id: null, updated_at: now() })
+    const res = await this.db.k.updateTable('vms').set({ status, power: 'off', host_id: null, last_host_id: hostId, updated_at: now() })
       .where('id', '=', vmId).where('host_id', '=', hostId).where('status', '=', 'running').executeTakeFirst();
     if (Number(res.numUpdatedRows) !== 1) return;
     const why = { shutdown: 'the guest powered off', crash: 'its process died', missing: 'its host no longer runs it' }[reason];

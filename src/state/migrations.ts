@@ -194,5 +194,12 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex('volumes_local_host').on('volumes').column('local_host').execute();
       },
     },
+    '0003_last_host': {
+      // A stopped or crashed VM gives its capacity back (host_id null) but its console output stays
+      // on the agent of the host it last ran on; users read it to see why it stopped.
+      async up(db: Kysely<any>) {
+        await db.schema.alterTable('vms').addColumn('last_host_id', 'text').execute();
+      },
+    },
   };
 }

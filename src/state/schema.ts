@@ -26,6 +26,8 @@ export interface VmRow {
   id: string; tenant_id: string; name: string; type: string;
   architecture: string; resource_type: string; vcpus: number; memory_mib: number;
   status: string; power: string; zone_id: string | null; host_id: string | null;
+  /** The host the VM ran on last; kept after it stops, for its console output. */
+  last_host_id?: string | null;
   created_at: string; updated_at: string;
 }
 

@@ -120,7 +120,7 @@ describe('VM serial console', { timeout: 60_000 }, () => {
     const idle = (await rest(cloud, 'tenant', 'POST', '/vms', { type: 'be.small' })).body.vmId;
     const r = await rest(cloud, 'tenant', 'GET', `/vms/${idle}/console`);
     assert.equal(r.status, 409);
-    assert.equal(r.body.detail, `${idle} is not running on any host`);
+    assert.equal(r.body.detail, `${idle} has not run on any host yet`);
     const s = await openSocket(`${wsBase}/v1/vms/${idle}/console/ws`, tenantAuth());
     await until(() => s.closed !== null, 'closed');
     assert.equal(s.closed!.code, 4409);

@@ -1,5 +1,5 @@
-import { Fault, KumoError, invalidState } from '../../core/errors.js';
-import type { AgentClient } from '../../agent/client.js';
+import { invalidState } from '../../core/errors.js';
+import { agentFault, type AgentClient } from '../../agent/client.js';
 import type { BootSpec, VmSpec } from '../../compute/driver.js';
 import type { Arch, SchedulerPolicy } from '../../scheduler/index.js';
 import type { Db } from '../../state/db.js';
@@ -20,7 +20,8 @@ export function powerHandlers(d: PowerDeps): Record<string, Handler> {
   const hostRow = (id: string) => d.db.k.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
 
   async function setVm(vm: VmRow, set: Partial<Pick<VmRow, 'status' | 'power' | 'host_id'>>): Promise<void> {
-    await d.db.k.updateTable('vms').set({ ...set, updated_at: now() }).where('id', '=', vm.id).execute();
+    const leaving = set.host_id === null && vm.host_id ? { last_host_id: vm.host_id } : {};
+    await d.db.k.updateTable('vms').set({ ...set, ...leaving, updated_at: now() }).where('id', '=', vm.id).execute();
     if (set.status && set.status !== vm.status) await d.events.publish(d.db.k, vm.tenant_id, `vm.${set.status}`, vm.id, { status: set.status, power: set.power ?? vm.power, hostId: set.host_id === undefined ? vm.host_id : set.host_id });
   }
 
@@ -88,7 +89,8 @@ export function powerHandlers(d: PowerDeps): Record<string, Handler> {
       await d.agents.stop(host, vm.id, { force: true, timeoutMs: 0 }).catch(() => {});
       await releaseVolumes(d.db.k, claimed, host.id);
       await setVm(vm, { status: 'stopped', power: 'off', host_id: null });
-      throw new KumoError(Fault.INTERNAL, `starting ${vm.id} on ${host.name} failed: ${(e as Error).message}`);
+      ctx.log.warn({ err: (e as Error).message }, 'agent failed to start the VM');
+      throw agentFault(`starting ${vm.id}`, host, e);
     }
     await setVm(vm, { status: 'running', power: 'on', host_id: host.id });
     return { host: host.id };
@@ -104,11 +106,13 @@ export function powerHandlers(d: PowerDeps): Record<string, Handler> {
     const before = vm.status;
     await setVm(vm, { status: 'stopping' });
     await ctx.progress(20, force ? 'forcing off' : `ACPI shutdown (forced after ${d.gracefulStopMs / 1000} s)`);
+    const host = await hostRow(vm.host_id);
     try {
-      await d.agents.stop(await hostRow(vm.host_id), vm.id, { force, timeoutMs: d.gracefulStopMs });
+      await d.agents.stop(host, vm.id, { force, timeoutMs: d.gracefulStopMs });
     } catch (e) {
       await setVm(vm, { status: before === 'stopping' ? 'running' : before });
-      throw new KumoError(Fault.INTERNAL, `stopping ${vm.id} failed: ${(e as Error).message}`);
+      ctx.log.warn({ err: (e as Error).message }, 'agent failed to stop the VM');
+      throw agentFault(`stopping ${vm.id}`, host, e);
     }
     await setVm(vm, { status: 'stopped', power: 'off', host_id: null });
     return {};
@@ -117,10 +121,12 @@ export function powerHandlers(d: PowerDeps): Record<string, Handler> {
   async function reset(ctx: RequestContext): Promise<unknown> {
     const vm = await vmRow(ctx.req.resource_id);
     if (vm.status !== 'running' || !vm.host_id) throw invalidState(`resetVm needs ${vm.id} running; it is ${vm.status}`);
+    const host = await hostRow(vm.host_id);
     try {
-      await d.agents.reset(await hostRow(vm.host_id), vm.id);
+      await d.agents.reset(host, vm.id);
     } catch (e) {
-      throw new KumoError(Fault.INTERNAL, `resetting ${vm.id} failed: ${(e as Error).message}`);
+      ctx.log.warn({ err: (e as Error).message }, 'agent failed to reset the VM');
+      throw agentFault(`resetting ${vm.id}`, host, e);
     }
     await d.events.publish(d.db.k, vm.tenant_id, 'vm.reset', vm.id);
     return {};

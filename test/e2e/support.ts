@@ -1,0 +1,269 @@
+/**
+ * A real cloud for end-to-end tests and the boot bench: a `kumo controller` and a separate
+ * `kumo agent --driver qemu`, each its own process, so a test can kill the agent alone.
+ *
+ * A bare controller has no images, and only `kumo up` builds and registers `tiny-linux`. So the
+ * data directory is seeded first: `kumo up --driver sim` runs until it has registered the image
+ * and is then stopped. The controller then starts on the same store. The QEMU agent registers
+ * under the same zone and host name as the seed's sim agent (`kumo up` uses the machine's host
+ * name), so it takes over that host row and no stale sim host is left for the scheduler.
+ *
+ * Every process started here is stopped by its pid: the kumo processes through KumoProc, the seed's
+ * agent child by the pid /proc lists for it, and the QEMUs by the pids in the agent's run
+ * directories (`<agent data>/vms/<vmId>/qemu.pid`, checked against /proc/PID/cmdline).
+ */
+import { readdirSync, readFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import WebSocket from 'ws';
+import { findQemu, isQemuFor, procCmdline, waitGone } from '../../src/compute/qemu/process.js';
+import { freePort, KumoProc, waitFor } from '../api/support.js';
+import { Cloud, rest, type Creds } from '../helpers/cloud.js';
+
+export const BOOT_MS = 90_000;
+export const TINY_IMAGE = 'tiny-linux';
+
+export interface RequestInfo {
+  requestId: string; method: string; resourceId: string; status: string; progress: number; message: string;
+  error: { code?: number; message?: string }; createdAt: string; startedAt: string; finishedAt: string;
+}
+export interface KumoEvent { seq: number; tenantId: string | null; kind: string; resourceId: string; data: Record<string, unknown>; at: string }
+export interface HostInfo { hostId: string; name: string; zone: string; memoryMiB: number; vcpus: number; status: string; driver: string; lastSeen: string }
+
+const t0 = Date.now();
+/** A progress line with the time since the process started, for long tests and the bench. */
+export const say = (s: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${s}`);
+
+/** Pids of the children of `pid` (one level), from /proc. */
+function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+export class QemuCloud {
+  readonly data: string;
+  readonly agentData: string;
+  readonly runDir: string;
+  readonly host = hostname();
+  readonly zone = 'zone-1';
+  /** Not started: it only reads credentials.json (rewritten with the URL by each controller start) for `rest()`. */
+  readonly cloud: Cloud;
+  controller: KumoProc | null = null;
+  agent: KumoProc | null = null;
+  url = '';
+  imageId = '';
+  private agentPort = 0;
+  private agentStarts = 0;
+
+  constructor(prefix = 'kumo-e2e-') {
+    this.data = mkdtempSync(join(tmpdir(), prefix));
+    this.agentData = join(this.data, 'qemu-agent');
+    this.runDir = join(this.agentData, 'vms');
+    this.cloud = new Cloud(this.data, []);
+  }
+
+  get creds(): Creds { return this.cloud.creds; }
+  get agentLog(): string { return join(this.data, 'logs', 'qemu-agent.log'); }
+
+  async start(): Promise<void> {
+    await this.seed();
+    this.controller = new KumoProc('controller', ['controller', '--data', this.data, '--port', '0', '--listen', '127.0.0.1',
+      '--log', join(this.data, 'logs', 'controller-e2e.log')]);
+    this.url = await this.controller.waitForOutput(/REST: +(http:\/\/\S+)\/v1/, 60_000);
+    this.agentPort = await freePort();
+    await this.startAgent();
+  }
+
+  /** `kumo up --driver sim` builds and registers tiny-linux into the store, then is stopped. */
+  private async seed(): Promise<void> {
+    const up = new KumoProc('kumo up (seed)', ['up', '--data', this.data, '--port', '0', '--listen', '127.0.0.1', '--driver', 'sim']);
+    let children: number[] = [];
+    try {
+      await up.waitForOutput(/(kumo is up)/, 180_000);
+      const m = /image: +tiny-linux \((img-[0-9a-f]+)\)/.exec(up.out);
+      if (!m) throw new Error(`kumo up registered no tiny-linux image:\n${up.out}`);
+      this.imageId = m[1];
+      children = up.proc.pid ? childPids(up.proc.pid) : [];
+    } finally {
+      await up.stop();
+      // kumo up stops its agent on SIGTERM; one left behind (it was SIGKILLed) goes by its pid.
+      for (const pid of children) {
+        if ((procCmdline(pid) ?? []).some((a) => a.startsWith(this.data))) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      }
+    }
+  }
+
+  /** Starts `kumo agent --driver qemu` with the same --data/--host/--zone/--listen every time and waits until its host is up. */
+  async startAgent(): Promise<void> {
+    const previous = await this.hostRow().catch(() => null);
+    this.agentStarts++;
+    this.agent = new KumoProc(`agent#${this.agentStarts}`, ['agent', '--driver', 'qemu', '--controller', this.url, '--zone', this.zone, '--host', this.host,
+      '--listen', `127.0.0.1:${this.agentPort}`, '--data', this.agentData, '--join-token-file', join(this.data, 'join-token'), '--log', this.agentLog]);
+    await this.agent.waitForOutput(/(serving at)/, 60_000);
+    // Registration happens before "serving at" is printed; the host row then names the QEMU driver.
+    await waitFor('the QEMU agent\'s host to be up', async () => {
+      const h = await this.hostRow().catch(() => null);
+      return h && h.driver === 'qemu' && h.status === 'up' && (!previous || h.lastSeen !== previous.lastSeen) ? h : null;
+    }, 30_000, 200);
+  }
+
+  /** Stops the agent process alone: SIGTERM (orderly; it lets go of its QEMUs) or SIGKILL (a crash). */
+  async stopAgent(sig: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+    const a = this.agent;
+    if (!a) return;
+    if (sig === 'SIGKILL') await a.kill9();
+    else await a.stop();
+    this.agent = null;
+  }
+
+  async hostRow(): Promise<HostInfo> {
+    const r = await this.rest('admin', 'GET', '/hosts');
+    if (r.status !== 200) throw new Error(`GET /hosts: ${r.status} ${JSON.stringify(r.body)}`);
+    const h = (r.body as HostInfo[]).find((x) => x.name === this.host && x.zone === this.zone);
+    if (!h) throw new Error(`no host ${this.host} in ${this.zone}`);
+    return h;
+  }
+
+  rest(who: 'admin' | 'tenant', method: string, path: string, body?: unknown) {
+    return rest(this.cloud, who, method, path, body);
+  }
+
+  /** POSTs an async VM operation and returns its request id (throws on anything but 202). */
+  async submit(vmId: string, op: 'power-on' | 'power-off' | 'reset' | 'restore-image', body: unknown = {}): Promise<string> {
+    const r = await this.rest('tenant', 'POST', `/vms/${vmId}/${op}`, body);
+    if (r.status !== 202) throw new Error(`${op} ${vmId}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+    return (r.body as { requestId: string }).requestId;
+  }
+
+  /** waitRequest (long-poll) until the request ends. */
+  async wait(requestId: string, timeoutMs = BOOT_MS): Promise<RequestInfo> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
+      const r = await this.rest('tenant', 'GET', `/requests/${requestId}/wait?timeoutSeconds=${Math.min(left, 30)}`);
+      if (r.status !== 200) throw new Error(`waitRequest ${requestId}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+      const info = r.body as RequestInfo;
+      if (!['queued', 'running'].includes(info.status)) return info;
+      if (Date.now() >= until) throw new Error(`request ${requestId} (${info.method}) still ${info.status} after ${timeoutMs} ms: ${info.message}`);
+    }
+  }
+
+  /** Submits and waits; throws unless the request succeeded. */
+  async run(vmId: string, op: 'power-on' | 'power-off' | 'reset' | 'restore-image', body: unknown = {}, timeoutMs = BOOT_MS): Promise<RequestInfo> {
+    const info = await this.wait(await this.submit(vmId, op, body), timeoutMs);
+    if (info.status !== 'succeeded') throw new Error(`${op} ${vmId}: request ${info.requestId} ${info.status}: ${JSON.stringify(info.error)} ${info.message}`);
+    return info;
+  }
+
+  async allocate(type = 'be.small', name?: string): Promise<string> {
+    const r = await this.rest('tenant', 'POST', '/vms', { type, ...(name ? { name } : {}) });
+    if (r.status !== 201) throw new Error(`allocateVm: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+    return (r.body as { vmId: string }).vmId;
+  }
+
+  async status(vmId: string): Promise<{ status: string; power: string; requestId: string }> {
+    const r = await this.rest('tenant', 'GET', `/vms/${vmId}/status`);
+    if (r.status !== 200) throw new Error(`getVmStatus ${vmId}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body as { status: string; power: string; requestId: string };
+  }
+
+  /** The console as getVmConsole returns it through the API (only while the VM is placed on a host). */
+  async console(vmId: string): Promise<string> {
+    const r = await this.rest('tenant', 'GET', `/vms/${vmId}/console`);
+    if (r.status !== 200) throw new Error(`getVmConsole ${vmId}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+    return (r.body as { console: string }).console;
+  }
+
+  /** Waits until the console, read through the API, shows `KUMO-BOOT vm=<id> boot=<n>` with n ≥ `atLeast`; returns n. */
+  async waitBoot(vmId: string, atLeast: number, timeoutMs = BOOT_MS): Promise<number> {
+    const re = new RegExp(`KUMO-BOOT vm=${vmId} boot=(\\d+)`, 'g');
+    let last = '';
+    try {
+      return await waitFor(`${vmId} to print KUMO-BOOT boot>=${atLeast}`, async () => {
+        last = await this.console(vmId);
+        const boots = [...last.matchAll(re)].map((m) => Number(m[1]));
+        const best = boots.length ? Math.max(...boots) : 0;
+        return best >= atLeast ? best : null;
+      }, timeoutMs, 1000);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}; console tail:\n${last.slice(-1500)}`);
+    }
+  }
+
+  vmDir(vmId: string): string { return join(this.runDir, vmId); }
+
+  /** The pid of the VM's QEMU from its run directory, or null when none runs. */
+  qemuPid(vmId: string): number | null { return findQemu(join(this.vmDir(vmId), 'qemu.pid')); }
+
+  /** console.log as QEMU writes it into the run directory (kept after the VM stops). */
+  consoleLog(vmId: string): string {
+    try { return readFileSync(join(this.vmDir(vmId), 'console.log'), 'utf8'); } catch { return ''; }
+  }
+
+  /** The agent's JSON log lines (all agent runs append to the same file). */
+  agentLogLines(): Record<string, unknown>[] {
+    if (!existsSync(this.agentLog)) return [];
+    return readFileSync(this.agentLog, 'utf8').split('\n').filter(Boolean).flatMap((l) => {
+      try { return [JSON.parse(l) as Record<string, unknown>]; } catch { return []; }
+    });
+  }
+
+  /** Every QEMU this cloud's agent started: by pidfile, and by a scan of /proc for our run dir (belt and braces). */
+  qemuPids(): { vmId: string; pid: number }[] {
+    const out = new Map<number, string>();
+    for (const vmId of existsSync(this.runDir) ? readdirSync(this.runDir) : []) {
+      const pid = this.qemuPid(vmId);
+      if (pid !== null) out.set(pid, vmId);
+    }
+    for (const e of readdirSync('/proc')) {
+      if (!/^\d+$/.test(e)) continue;
+      const argv = procCmdline(Number(e));
+      const i = argv?.indexOf('-pidfile') ?? -1;
+      if (argv && i >= 0 && argv[i + 1]?.startsWith(this.runDir + '/') && isQemuFor(Number(e), argv[i + 1])) {
+        out.set(Number(e), argv[i + 1].slice(this.runDir.length + 1).split('/')[0]);
+      }
+    }
+    return [...out].map(([pid, vmId]) => ({ vmId, pid }));
+  }
+
+  /** The agent first (so no exit is reported), then each QEMU by pid, then the controller; the data goes. */
+  async destroy(keep = false): Promise<void> {
+    await this.agent?.stop().catch(() => undefined);
+    for (const { vmId, pid } of this.qemuPids()) {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      await waitGone(pid, join(this.vmDir(vmId), 'qemu.pid'), 10_000);
+    }
+    await this.controller?.stop().catch(() => undefined);
+    if (!keep) rmSync(this.data, { recursive: true, force: true });
+  }
+}
+
+/** The tenant's /v1/events websocket, recording every event it receives. */
+export class EventLog {
+  readonly events: KumoEvent[] = [];
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (d: Buffer) => { try { this.events.push(JSON.parse(d.toString()) as KumoEvent); } catch { /* not an event */ } });
+  }
+
+  static open(c: QemuCloud, who: 'admin' | 'tenant' = 'tenant'): Promise<EventLog> {
+    const ws = new WebSocket(`${c.url.replace(/^http/, 'ws')}/v1/events`, { headers: { authorization: `Bearer ${c.creds[who].key}` } });
+    return new Promise((resolve, reject) => {
+      ws.once('open', () => resolve(new EventLog(ws)));
+      ws.once('error', reject);
+    });
+  }
+
+  find(kind: string, resourceId: string, afterSeq = 0): KumoEvent | undefined {
+    return this.events.find((e) => e.kind === kind && e.resourceId === resourceId && e.seq > afterSeq);
+  }
+
+  get lastSeq(): number { return this.events.reduce((m, e) => Math.max(m, e.seq), 0); }
+
+  close(): void { this.ws.close(); }
+}
+
+export { sleep, waitFor };
