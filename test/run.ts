@@ -58,7 +58,7 @@ async function main(): Promise<number> {
   process.on('SIGTERM', onSignal);
   try {
     console.log(`kumo tests: PostgreSQL on 127.0.0.1:${pg.port}, ${files.length} test files`);
-    const c = spawn(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=300000', ...files], {
+    const c = spawn(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=900000', ...files], {
       cwd: root, stdio: 'inherit', env: { ...process.env, KUMO_TEST_PG: pg.url },
     });
     child = c;

@@ -1,7 +1,7 @@
 import { Fault, KumoError, invalidParams, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { Db, Q } from '../state/db.js';
-import { now } from '../state/db.js';
+import { Precompiled, now } from '../state/db.js';
 import type { Request as RequestRow } from '../state/schema.js';
 import type { Events } from './events.js';
 import { visible, type Principal } from './principal.js';
@@ -26,10 +26,15 @@ export function requestInfo(r: RequestRow): RequestInfo {
   };
 }
 
-/** Requests that are queued or running on a resource, oldest first. */
-export const activeOn = (q: Q, resourceId: string) =>
+const activeOnQuery = (q: Q, resourceId: string) =>
   q.selectFrom('requests').select(['id', 'method', 'status']).where('resource_id', '=', resourceId)
-    .where('status', 'in', ACTIVE).orderBy('seq').execute();
+    .where('status', 'in', ACTIVE).orderBy('seq');
+const ACTIVE_ON = new Precompiled(activeOnQuery);
+
+/** Requests that are queued or running on a resource, oldest first. Given `db`, the store `q` belongs
+ * to (`db.k` or a transaction of it), the query is compiled once instead of on every call. */
+export const activeOn = (q: Q, resourceId: string, db?: Db) =>
+  db ? ACTIVE_ON.execute(db, q, resourceId) : activeOnQuery(q, resourceId).execute();
 
 export class Requests {
   /** Set by the request engine so a new request starts without waiting for the next poll. */

@@ -12,11 +12,21 @@ import { checkName } from './validate.js';
 const hashKey = (key: string) => createHash('sha256').update(key).digest('hex');
 
 const AUTH_CACHE_MS = 5000;
+const AUTH_CACHE_ENTRIES = 10000;
 
 export interface ApiCredentials { user: string; key: string }
 
+type AuthCache = Map<string, { p: Principal | null; until: number }>;
+
+function remember(cache: AuthCache, key: string, p: Principal | null): Principal | null {
+  if (cache.size > AUTH_CACHE_ENTRIES) cache.clear();
+  cache.set(key, { p, until: Date.now() + AUTH_CACHE_MS });
+  return p;
+}
+
 export class Tenants {
-  private readonly cache = new Map<string, { p: Principal | null; until: number }>();
+  private readonly cache: AuthCache = new Map();
+  private readonly presentedCache: AuthCache = new Map();
 
   constructor(private readonly db: Db) {}
 
@@ -63,11 +73,25 @@ export class Tenants {
     const cacheKey = `${user ?? ''}\0${h}`;
     const hit = this.cache.get(cacheKey);
     if (hit && hit.until > Date.now()) return hit.p;
-    const row = await this.db.k.selectFrom('api_users').selectAll().where('key_hash', '=', h).executeTakeFirst();
-    const p = row && (user === null || row.name === user)
+    return remember(this.cache, cacheKey, await this.lookup(user, h));
+  }
+
+  /**
+   * The same check for credentials as a client sends them (an HTTP Authorization header), cached by
+   * that exact text: a hit decodes and hashes nothing. `credentials` extracts user and key from
+   * `presented` on a miss; null (malformed) authenticates no one. Same lifetime and bound as
+   * authenticate's cache.
+   */
+  async authenticatePresented(presented: string, credentials: (presented: string) => { user: string | null; key: string } | null): Promise<Principal | null> {
+    const hit = this.presentedCache.get(presented);
+    if (hit && hit.until > Date.now()) return hit.p;
+    const c = credentials(presented);
+    return remember(this.presentedCache, presented, c ? await this.lookup(c.user, hashKey(c.key)) : null);
+  }
+
+  private async lookup(user: string | null, keyHash: string): Promise<Principal | null> {
+    const row = await this.db.k.selectFrom('api_users').selectAll().where('key_hash', '=', keyHash).executeTakeFirst();
+    return row && (user === null || row.name === user)
       ? { userId: row.id, userName: row.name, tenantId: row.tenant_id, admin: row.admin === 1 } : null;
-    if (this.cache.size > 10000) this.cache.clear();
-    this.cache.set(cacheKey, { p, until: Date.now() + AUTH_CACHE_MS });
-    return p;
   }
 }

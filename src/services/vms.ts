@@ -1,7 +1,7 @@
 import { Fault, KumoError, invalidParams, invalidState, notAvailableYet, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { Db, Q, Tx } from '../state/db.js';
-import { now } from '../state/db.js';
+import { Precompiled, now } from '../state/db.js';
 import type { VmRow } from '../state/schema.js';
 import { place, type Arch, type SchedulerPolicy } from '../scheduler/index.js';
 import { capacitySnapshot } from './capacity.js';
@@ -22,6 +22,33 @@ function checkArch(a: string): asserts a is Arch {
   if (!(ARCHITECTURES as readonly string[]).includes(a)) throw invalidParams(`architecture must be one of ${ARCHITECTURES.join(', ')} (got ${JSON.stringify(a.slice(0, 20))})`);
 }
 
+// The hot reads, compiled once (state/db.ts Precompiled): getVmStatus, getVmInfo, and row(), which
+// nearly every VM call starts with.
+const VM_ROW = new Precompiled((k, vmId: string) => k.selectFrom('vms').selectAll().where('id', '=', vmId));
+const VM_STATUS = new Precompiled((k, vmId: string) => k.selectFrom('vms').select(['id', 'tenant_id', 'power', 'status']).where('id', '=', vmId));
+/** The VM with its comment and its zone's name. A VM allocated without a zone is in its host's zone
+ * while it is placed; `zone_ref` is the zone id it is in (null: none), `zone_name` null if that zone is gone. */
+const VM_INFO = new Precompiled((k, vmId: string) => k.selectFrom('vms')
+  .leftJoin('comments', 'comments.resource_id', 'vms.id')
+  .leftJoin('hosts', (j) => j.onRef('hosts.id', '=', 'vms.host_id').on('vms.zone_id', 'is', null))
+  .leftJoin('zones', (j) => j.on((eb) => eb('zones.id', '=', eb.fn.coalesce('vms.zone_id', 'hosts.zone_id'))))
+  .select([
+    'vms.id', 'vms.tenant_id', 'vms.name', 'vms.type', 'vms.architecture', 'vms.resource_type', 'vms.vcpus', 'vms.memory_mib',
+    'vms.status', 'vms.power', 'vms.host_id', 'vms.created_at', 'comments.comment', 'zones.name as zone_name',
+  ])
+  .select((eb) => eb.fn.coalesce('vms.zone_id', 'hosts.zone_id').as('zone_ref'))
+  .where('vms.id', '=', vmId));
+const VM_DISKS = new Precompiled((k, vmId: string) => k.selectFrom('vm_disks').innerJoin('volumes', 'volumes.id', 'vm_disks.volume_id')
+  .select(['vm_disks.slot', 'vm_disks.volume_id', 'volumes.size_gib']).where('vm_disks.vm_id', '=', vmId).orderBy('vm_disks.slot'));
+/** The NICs with their addresses, one row per address (ip null: a NIC without any). An address is always
+ * on its NIC's network (networks.ts assignIp); joining on that too lets the lookup use nic_addresses'
+ * primary key (network_id, ip), as the table has no index on vm_id. */
+const VM_NICS = new Precompiled((k, vmId: string) => k.selectFrom('vm_nics')
+  .leftJoin('nic_addresses', (j) => j.onRef('nic_addresses.network_id', '=', 'vm_nics.network_id')
+    .onRef('nic_addresses.vm_id', '=', 'vm_nics.vm_id').onRef('nic_addresses.slot', '=', 'vm_nics.slot'))
+  .select(['vm_nics.slot', 'vm_nics.network_id', 'vm_nics.mac', 'nic_addresses.ip'])
+  .where('vm_nics.vm_id', '=', vmId).orderBy('vm_nics.slot').orderBy('nic_addresses.ip'));
+
 export class Vms {
   constructor(
     private readonly db: Db, private readonly events: Events, private readonly requests: Requests,
@@ -30,7 +57,7 @@ export class Vms {
 
   /** A VM the caller may see; another tenant's VM is "not found", never "forbidden". */
   async row(q: Q, p: Principal, vmId: string): Promise<VmRow> {
-    const vm = await q.selectFrom('vms').selectAll().where('id', '=', vmId).executeTakeFirst();
+    const vm = await VM_ROW.first(this.db, q, vmId);
     if (!vm || !visible(p, vm.tenant_id)) throw notFound('VM', vmId);
     return vm;
   }
@@ -52,34 +79,29 @@ export class Vms {
   }
 
   async info(p: Principal, vmId: string) {
-    const vm = await this.row(this.db.k, p, vmId);
-    const [disks, nics, addrs, comment, zone] = await Promise.all([
-      this.db.k.selectFrom('vm_disks').innerJoin('volumes', 'volumes.id', 'vm_disks.volume_id')
-        .select(['vm_disks.slot', 'vm_disks.volume_id', 'volumes.size_gib']).where('vm_disks.vm_id', '=', vmId).orderBy('vm_disks.slot').execute(),
-      this.db.k.selectFrom('vm_nics').selectAll().where('vm_id', '=', vmId).orderBy('slot').execute(),
-      this.db.k.selectFrom('nic_addresses').selectAll().where('vm_id', '=', vmId).orderBy('ip').execute(),
-      this.db.k.selectFrom('comments').select('comment').where('resource_id', '=', vmId).executeTakeFirst(),
-      this.zoneOf(vm),
-    ]);
+    const vm = await VM_INFO.first(this.db, this.db.k, vmId);
+    if (!vm || !visible(p, vm.tenant_id)) throw notFound('VM', vmId);
+    if (vm.zone_ref !== null && vm.zone_name === null) throw notFound('zone', vm.zone_ref);
+    const [disks, nics] = await Promise.all([VM_DISKS.execute(this.db, this.db.k, vmId), VM_NICS.execute(this.db, this.db.k, vmId)]);
+    const nicList: { slot: number; networkId: string; mac: string; ipAddresses: string[] }[] = [];
+    for (const n of nics) {
+      let nic = nicList[nicList.length - 1];
+      if (nic?.slot !== n.slot) nicList.push(nic = { slot: n.slot, networkId: n.network_id, mac: n.mac, ipAddresses: [] });
+      if (n.ip !== null) nic.ipAddresses.push(n.ip);
+    }
     return {
       vmId: vm.id, name: vm.name, type: vm.type, architecture: vm.architecture, resourceType: vm.resource_type,
-      vcpus: vm.vcpus, memoryMiB: vm.memory_mib, status: vm.status, power: vm.power, zone, host: vm.host_id ?? '',
+      vcpus: vm.vcpus, memoryMiB: vm.memory_mib, status: vm.status, power: vm.power, zone: vm.zone_name ?? '', host: vm.host_id ?? '',
       disks: disks.map((d) => ({ slot: d.slot, volumeId: d.volume_id, sizeGiB: d.size_gib })),
-      nics: nics.map((n) => ({ slot: n.slot, networkId: n.network_id, mac: n.mac, ipAddresses: addrs.filter((a) => a.slot === n.slot).map((a) => a.ip) })),
-      createdAt: vm.created_at, comment: comment?.comment ?? '',
+      nics: nicList,
+      createdAt: vm.created_at, comment: vm.comment ?? '',
     };
   }
 
-  /** A VM allocated without a zone is in its host's zone while it is placed. */
-  private async zoneOf(vm: VmRow): Promise<string> {
-    if (vm.zone_id || !vm.host_id) return this.zones.name(this.db.k, vm.zone_id);
-    const h = await this.db.k.selectFrom('hosts').select('zone_id').where('id', '=', vm.host_id).executeTakeFirst();
-    return this.zones.name(this.db.k, h?.zone_id ?? null);
-  }
-
   async status(p: Principal, vmId: string) {
-    const vm = await this.row(this.db.k, p, vmId);
-    const active = await activeOn(this.db.k, vmId);
+    const vm = await VM_STATUS.first(this.db, this.db.k, vmId);
+    if (!vm || !visible(p, vm.tenant_id)) throw notFound('VM', vmId);
+    const active = await activeOn(this.db.k, vmId, this.db);
     return { vmId: vm.id, power: vm.power, status: vm.status, requestId: active[0]?.id ?? '' };
   }
 

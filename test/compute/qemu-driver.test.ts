@@ -26,7 +26,7 @@ import { buildTinyImage, type BuildTinyResult } from '../../src/guest/build-tiny
 
 const cacheDir = process.env.KUMO_CACHE ?? join(tmpdir(), 'kumo-guest-cache');
 const canTap = process.getuid?.() === 0 && existsSync('/dev/net/tun');
-const BOOT_MS = 90_000;
+const BOOT_MS = 240_000; // a TCG boot on two loaded cores can take minutes; this is a wait, not a measure
 
 const work = mkdtempSync(join(tmpdir(), 'kumo-qemu-driver-'));
 let img: BuildTinyResult;

@@ -21,7 +21,7 @@ import { findQemu, isQemuFor, procCmdline, waitGone } from '../../src/compute/qe
 import { freePort, KumoProc, waitFor } from '../api/support.js';
 import { Cloud, rest, type Creds } from '../helpers/cloud.js';
 
-export const BOOT_MS = 90_000;
+export const BOOT_MS = 240_000; // a TCG boot on two loaded cores can take minutes; this is a wait, not a measure
 export const TINY_IMAGE = 'tiny-linux';
 
 export interface RequestInfo {

@@ -44,7 +44,7 @@ forEachDb('request engine', (env) => {
   const submit = (resource: string, method = 'work', params: Record<string, unknown> = {}) =>
     env.services.requests.submit(env.db.k, TENANT, method, resource, params);
 
-  async function engine(handlers: Record<string, Handler>, owner = 'ctl-1', db = env.db, opts: { leaseMs?: number; maxAttempts?: number } = {}) {
+  async function engine(handlers: Record<string, Handler>, owner = 'ctl-1', db = env.db, opts: { leaseMs?: number; maxAttempts?: number; concurrency?: number } = {}) {
     const e = new RequestEngine(db, new Events(db), handlers, silent, { owner, pollMs: 20, ...opts });
     engines.push(e);
     await e.start();
@@ -130,8 +130,9 @@ forEachDb('request engine', (env) => {
       const ids: string[] = [];
       for (let i = 0; i < 60; i++) ids.push(await submit(resources[i % resources.length]));
       await Promise.all([
-        engine({ work: recorder('ctl-a', runs, () => 3 + Math.random() * 8) }, 'ctl-a'),
-        engine({ work: recorder('ctl-b', runs, () => 3 + Math.random() * 8) }, 'ctl-b', second),
+        // Each may hold 3 of the 6 resources at once, so neither can run everything alone.
+        engine({ work: recorder('ctl-a', runs, () => 3 + Math.random() * 8) }, 'ctl-a', env.db, { concurrency: 3 }),
+        engine({ work: recorder('ctl-b', runs, () => 3 + Math.random() * 8) }, 'ctl-b', second, { concurrency: 3 }),
       ]);
       await allFinished(env.db, ids);
       assert.deepEqual(runs.map((r) => r.requestId).sort(), [...ids].sort(), 'every request ran exactly once');

@@ -17,12 +17,11 @@ function fromText(schema: TSchema, v: unknown): unknown {
   return v;
 }
 
-/** Where each of an operation's parameters comes from in REST. */
-function gather(o: Operation, req: FastifyRequest): Record<string, unknown> {
-  const inPath = pathParams(o);
+/** Where each of an operation's parameters comes from in REST: `inPath` and `rest` (the others) are
+ * worked out once per route (see restTransport). */
+function gather(o: Operation, inPath: Set<string>, rest: Operation['params'], req: FastifyRequest): Record<string, unknown> {
   const params = req.params as Record<string, string>;
   const query = (req.query ?? {}) as Record<string, unknown>;
-  const rest = o.params.filter((p) => !inPath.has(p.name));
   const source = o.rest.method === 'GET' ? query : ((req.body ?? {}) as Record<string, unknown>);
   const named: Record<string, unknown> = {};
   for (const p of o.params) if (inPath.has(p.name)) named[p.name] = fromText(p.schema, params[p.name]);
@@ -69,6 +68,8 @@ export async function restTransport(app: FastifyInstance, s: Services, log: Logg
     }
   });
   for (const o of OPERATIONS) {
+    const inPath = pathParams(o);
+    const rest = o.params.filter((p) => !inPath.has(p.name));
     app.route({
       method: o.rest.method, url: o.rest.path.replace(/\{(\w+)\}/g, ':$1'), schema: routeSchema(o),
       handler: async (req: FastifyRequest, reply: FastifyReply) => {
@@ -79,7 +80,7 @@ export async function restTransport(app: FastifyInstance, s: Services, log: Logg
             .send({ title: 'UNAUTHENTICATED', status: 401, detail: 'API user and key required (HTTP Basic or Bearer)' });
         }
         try {
-          const result = await o.run(s, principal, namedArgs(o, gather(o, req)));
+          const result = await o.run(s, principal, namedArgs(o, gather(o, inPath, rest, req)));
           s.metrics.apiSeconds.observe({ transport: 'rest', method: o.name, outcome: 'ok' }, Number(process.hrtime.bigint() - t0) / 1e9);
           const status = o.rest.status ?? 200;
           if (status === 202) reply.header('location', `/v1/requests/${String(result)}`);

@@ -3,8 +3,8 @@
  */
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import {
-  CDATA, NOT_XML_CHAR, TEXT, decodeValue, elementsOf, encodeValue, escapeText, invalid, malformed, tagOf, textOf,
-  type XNode, type XmlRpcValue,
+  CDATA, NOT_XML_CHAR, TEXT, decodeRefs, decodeValue, elementsOf, encodeValue, escapeText, invalid, malformed, scalarValue, tagOf, textOf,
+  type ScalarTag, type XNode, type XmlRpcValue,
 } from './values.js';
 
 export type { XmlRpcValue } from './values.js';
@@ -34,9 +34,72 @@ const parser = new XMLParser({
 
 /** Parses a methodCall document. Throws KumoError PARSE_ERROR when it is not well-formed, INVALID_REQUEST when it is not a valid call. */
 export function decodeCall(xml: string): MethodCall {
+  refuse(xml);
+  return decodeFast(xml) ?? decodeParsed(xml);
+}
+
+/** decodeCall without the fast path: the full validator and parser for every document (tests compare the two). */
+export function decodeCallParsed(xml: string): MethodCall {
+  refuse(xml);
+  return decodeParsed(xml);
+}
+
+/** What is refused before anything else looks at the document. */
+function refuse(xml: string): void {
   if (ENTITY_DECL.test(xml)) throw invalid('XML entity declarations are not accepted');
   const bad = NOT_XML_CHAR.exec(xml);
   if (bad) throw malformed(`character U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')} is not allowed`);
+}
+
+// ------------------------------------------------------------------------------------ fast path
+// The shape every scalar-argument call from Python's xmlrpc.client, Ruby or curl has, matched
+// exactly: an optional `<?xml version="1.0"( encoding="…")?>`, <methodCall>, a plain <methodName>,
+// and <params> whose values are untyped text or one scalar element holding text. Only XML
+// whitespace (no CR: XML folds line ends, the parser does that) sits between the tags, and text
+// holds neither `<` (so no markup, CDATA or comment) nor CR. Text is then resolved with the same
+// decodeRefs and turned into a value with the same scalarValue as the tree walk. Whatever does not
+// match, and whatever would be a fault, goes to the full validator and parser: the fast path
+// never answers a fault itself, so every fault stays what the parser path gives.
+const WS = '[ \\t\\n]*';
+const FAST_HEAD = new RegExp(
+  `(?:<\\?xml version=(["'])1\\.0\\1(?: encoding=(["'])[A-Za-z][A-Za-z0-9._-]*\\2)?\\?>)?${WS}`
+  + `<methodCall>${WS}<methodName>([A-Za-z0-9_.:/]+)</methodName>${WS}(?:(</methodCall>)|<params>${WS})`, 'y');
+const FAST_PARAM = new RegExp(
+  `<param>${WS}<value>(?:([^<\\r]*)|${WS}<(string|int|i4|i8|double|boolean|base64|dateTime\\.iso8601)>([^<\\r]*)</\\2>${WS})</value>${WS}</param>${WS}`, 'y');
+const FAST_PARAMS_END = new RegExp(`</params>${WS}</methodCall>`, 'y');
+const FAST_TAIL = /[ \t\n]*$/y;
+
+/** The fast path alone: the call, or undefined when the document is not of the plain shape or is not
+ * a valid call (then the parser decides). Assumes `refuse` has passed. Exported for tests. */
+export function decodeFast(xml: string): MethodCall | undefined {
+  FAST_HEAD.lastIndex = 0;
+  const head = FAST_HEAD.exec(xml);
+  if (!head) return undefined;
+  const method = head[3];
+  const params: XmlRpcValue[] = [];
+  let at = FAST_HEAD.lastIndex;
+  if (head[4] === undefined) {
+    for (;;) {
+      FAST_PARAM.lastIndex = at;
+      const p = FAST_PARAM.exec(xml);
+      if (!p) break;
+      at = FAST_PARAM.lastIndex;
+      try {
+        params.push(p[2] === undefined ? decodeRefs(p[1]) : scalarValue(p[2] as ScalarTag, decodeRefs(p[3])));
+      } catch {
+        return undefined;
+      }
+    }
+    FAST_PARAMS_END.lastIndex = at;
+    if (!FAST_PARAMS_END.test(xml)) return undefined;
+    at = FAST_PARAMS_END.lastIndex;
+  }
+  FAST_TAIL.lastIndex = at;
+  return FAST_TAIL.test(xml) ? { method, params } : undefined;
+}
+
+// ------------------------------------------------------------------------------------ full parser
+function decodeParsed(xml: string): MethodCall {
   // fast-xml-parser's parser is lenient (it accepts unclosed and mismatched tags); its validator is not.
   const check = XMLValidator.validate(xml);
   if (check !== true) {

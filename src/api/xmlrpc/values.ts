@@ -87,6 +87,47 @@ function parseInteger(text: string, tag: string, min: number, max: number): numb
   return n;
 }
 
+/** The value types whose element holds text only. */
+export const SCALAR_TAGS = ['string', 'int', 'i4', 'i8', 'double', 'boolean', 'base64', 'dateTime.iso8601'] as const;
+export type ScalarTag = (typeof SCALAR_TAGS)[number];
+const SCALAR_SET: ReadonlySet<string> = new Set(SCALAR_TAGS);
+export const isScalarTag = (tag: string): tag is ScalarTag => SCALAR_SET.has(tag);
+
+/** The value of a scalar element from its text content (references already resolved). Both the
+ * tree walk below and the codec's fast path go through here, so they agree on every value and fault. */
+export function scalarValue(tag: ScalarTag, text: string): XmlRpcValue {
+  switch (tag) {
+    case 'string':
+      return text;
+    case 'int':
+    case 'i4':
+      return parseInteger(text, tag, -0x80000000, 0x7fffffff);
+    case 'i8':
+      return parseInteger(text, tag, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+    case 'double': {
+      const s = text.trim();
+      const n = DOUBLE.test(s) ? Number(s) : NaN;
+      if (!Number.isFinite(n)) throw invalid(`bad <double> value ${quote(s)}`);
+      return n;
+    }
+    case 'boolean': {
+      const s = text.trim();
+      if (s === '1') return true;
+      if (s === '0') return false;
+      throw invalid(`bad <boolean> value ${quote(s)}: must be 0 or 1`);
+    }
+    case 'base64': {
+      // Python's encodebytes wraps lines every 76 characters.
+      const s = text.replace(XML_WS, '');
+      if (!BASE64.test(s)) throw invalid('bad <base64> value');
+      const b = Buffer.from(s, 'base64');
+      return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+    }
+    case 'dateTime.iso8601':
+      return text.trim();
+  }
+}
+
 /** Decodes the children of one <value> element. */
 export function decodeValue(kids: XNode[]): XmlRpcValue {
   let typed: XNode | undefined;
@@ -103,35 +144,8 @@ export function decodeValue(kids: XNode[]): XmlRpcValue {
   const tag = tagOf(typed);
   if (!BLANK.test(text)) throw invalid(`<value> mixes text with <${tag}>`);
   const inner = typed[tag] as XNode[];
+  if (isScalarTag(tag)) return scalarValue(tag, textOf(inner, tag));
   switch (tag) {
-    case 'string':
-      return textOf(inner, tag);
-    case 'int':
-    case 'i4':
-      return parseInteger(textOf(inner, tag), tag, -0x80000000, 0x7fffffff);
-    case 'i8':
-      return parseInteger(textOf(inner, tag), tag, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
-    case 'double': {
-      const s = textOf(inner, tag).trim();
-      const n = DOUBLE.test(s) ? Number(s) : NaN;
-      if (!Number.isFinite(n)) throw invalid(`bad <double> value ${quote(s)}`);
-      return n;
-    }
-    case 'boolean': {
-      const s = textOf(inner, tag).trim();
-      if (s === '1') return true;
-      if (s === '0') return false;
-      throw invalid(`bad <boolean> value ${quote(s)}: must be 0 or 1`);
-    }
-    case 'base64': {
-      // Python's encodebytes wraps lines every 76 characters.
-      const s = textOf(inner, tag).replace(XML_WS, '');
-      if (!BASE64.test(s)) throw invalid('bad <base64> value');
-      const b = Buffer.from(s, 'base64');
-      return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-    }
-    case 'dateTime.iso8601':
-      return textOf(inner, tag).trim();
     case 'nil':
       if (inner.some((k) => tagOf(k) !== TEXT || !BLANK.test(k[TEXT] as string))) throw invalid('<nil/> must be empty');
       return null;
