@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Services } from '../services/index.js';
 import type { Principal } from '../services/principal.js';
 
@@ -22,3 +22,7 @@ export function credentialsOf(h: string): { user: string | null; key: string } |
   if (colon < 0) return null;
   return { user: decoded.slice(0, colon), key: decoded.slice(colon + 1) };
 }
+
+/** The REST answer to a call without valid credentials (XML-RPC answers 401 in its own words). */
+export const unauthenticated = (reply: FastifyReply) => reply.code(401).header('www-authenticate', 'Basic realm="kumo"')
+  .type('application/problem+json').send({ title: 'UNAUTHENTICATED', status: 401, detail: 'API user and key required (HTTP Basic or Bearer)' });

@@ -5,7 +5,7 @@ import { CONSOLE_CLOSE, CONSOLE_MAX_TAIL, closeReason } from '../agent/console-c
 import { Fault, faultName, invalidParams } from '../core/errors.js';
 import { consoles } from '../services/console.js';
 import type { Services } from '../services/index.js';
-import { authenticate } from './auth.js';
+import { authenticate, unauthenticated } from './auth.js';
 import { problem, toFault } from './faults.js';
 
 /** What a websocket client sees before live output unless it asks (`?tail=`): enough for context,
@@ -39,8 +39,7 @@ export async function consoleRoutes(app: FastifyInstance, s: Services, log: Logg
   }, async (req, reply) => {
     const principal = await authenticate(s, req);
     if (!principal) {
-      return reply.code(401).header('www-authenticate', 'Basic realm="kumo"').type('application/problem+json')
-        .send({ title: 'UNAUTHENTICATED', status: 401, detail: 'API user and key required (HTTP Basic or Bearer)' });
+      return unauthenticated(reply);
     }
     try {
       const tail = await consoles(s).tail(principal, req.params.vmId, bytesParam(req.query.bytes, 'bytes', CONSOLE_MAX_TAIL, 1));

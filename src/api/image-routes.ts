@@ -6,7 +6,7 @@ import { Fault, KumoError } from '../core/errors.js';
 import type { Services } from '../services/index.js';
 import { MAX_IMAGE_BYTES } from '../services/images.js';
 import { CONTROLLER_PATHS } from '../agent/protocol.js';
-import { authenticate } from './auth.js';
+import { authenticate, unauthenticated } from './auth.js';
 import { problem } from './faults.js';
 
 const bearer = (req: FastifyRequest) => /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
@@ -81,8 +81,7 @@ export async function imageRoutes(app: FastifyInstance, s: Services): Promise<vo
     }, async (req, reply) => {
       const principal = await authenticate(s, req);
       if (!principal) {
-        return reply.code(401).header('www-authenticate', 'Basic realm="kumo"').type('application/problem+json')
-          .send({ title: 'UNAUTHENTICATED', status: 401, detail: 'API user and key required (HTTP Basic or Bearer)' });
+        return unauthenticated(reply);
       }
       const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
       if (encoding !== 'identity' && encoding !== 'gzip') {

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TSchema } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import type { Services } from '../../services/index.js';
-import { authenticate } from '../auth.js';
+import { authenticate, unauthenticated } from '../auth.js';
 import { problem, toFault } from '../faults.js';
 import { OPERATIONS, type Operation } from '../operations/index.js';
 import { namedArgs } from '../validate.js';
@@ -76,8 +76,7 @@ export async function restTransport(app: FastifyInstance, s: Services, log: Logg
         const t0 = process.hrtime.bigint();
         const principal = await authenticate(s, req);
         if (!principal) {
-          return reply.code(401).header('www-authenticate', 'Basic realm="kumo"').type('application/problem+json')
-            .send({ title: 'UNAUTHENTICATED', status: 401, detail: 'API user and key required (HTTP Basic or Bearer)' });
+          return unauthenticated(reply);
         }
         try {
           const result = await o.run(s, principal, namedArgs(o, gather(o, inPath, rest, req)));
