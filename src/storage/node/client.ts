@@ -8,6 +8,7 @@
  * whether to connect again, because only it knows whether the replica must now be marked
  * out-of-sync first.
  */
+import { Ending } from '../../core/ending.js';
 import { createConnection, type Socket } from 'node:net';
 import { isObjectId } from '../blockmap/ids.js';
 import { NodeClosed, NodeError, NodeProtocolError, NodeTimeout, StorageNodeError, errnoNumber } from './errors.js';
@@ -66,16 +67,15 @@ export class StorageNodeClient {
   private readonly pending = new Map<number, Pending>();
   private readonly abandoned = new Set<number>();
   private readonly decoder = new FrameDecoder(REPLY_MAGIC);
-  private readonly closeListeners = new Set<(info: NodeCloseInfo) => void>();
   private nextId = 1;
   private state: 'connecting' | 'ready' | 'closed' = 'connecting';
-  private closeInfo: NodeCloseInfo | undefined;
   private socketError: NodeJS.ErrnoException | undefined;
-  private resolveClosed!: (info: NodeCloseInfo) => void;
+  private readonly ending: Ending<NodeCloseInfo>;
   private readonly socketGone: Promise<void>;
 
   private constructor(private readonly socket: Socket, private readonly o: StorageNodeConnectOptions, private readonly log: NodeLogger) {
-    this.closed = new Promise((resolve) => { this.resolveClosed = resolve; });
+    this.ending = new Ending((e) => this.log.warn({ node: this.address, err: (e as Error).message }, 'close listener threw'));
+    this.closed = this.ending.promise;
     this.socketGone = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -170,13 +170,7 @@ export class StorageNodeClient {
 
   /** Called once when the connection ends, whatever the cause; at once (async) if it already has. */
   onClose(listener: (info: NodeCloseInfo) => void): () => void {
-    if (this.closeInfo) {
-      const info = this.closeInfo;
-      queueMicrotask(() => listener(info));
-      return () => {};
-    }
-    this.closeListeners.add(listener);
-    return () => { this.closeListeners.delete(listener); };
+    return this.ending.on(listener);
   }
 
   /** Hangs up; requests in flight fail with NodeClosed (the node may still carry them out). */
@@ -288,26 +282,21 @@ export class StorageNodeClient {
   private shutdown(info: NodeCloseInfo): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
-    this.closeInfo = info;
     this.socket.destroy();
     for (const [id, p] of this.pending) {
       this.pending.delete(id);
       if (p.timer) clearTimeout(p.timer);
-      p.reject(this.closedError(opName(p.op)));
+      p.reject(this.closedError(opName(p.op), info));
     }
-    this.resolveClosed(info);
-    for (const l of [...this.closeListeners]) {
-      try { l(info); } catch (e) { this.log.warn({ node: this.address, err: (e as Error).message }, 'close listener threw'); }
-    }
-    this.closeListeners.clear();
+    this.ending.end(info);
   }
 
   /** The error for anything attempted on, or cut off by, a closed connection, naming why it closed. */
-  private closedError(op?: string): StorageNodeError {
-    const why = this.closeInfo?.error;
+  private closedError(op?: string, info = this.ending.info): StorageNodeError {
+    const why = info?.error;
     if (why instanceof NodeProtocolError) return new NodeProtocolError(why.desc, op);
     if (why instanceof NodeClosed) return new NodeClosed(why.desc, op, { cause: why.cause, code: why.code });
-    if (this.closeInfo?.reason === 'local') return new NodeClosed(`connection to ${this.address} was closed`, op);
+    if (info?.reason === 'local') return new NodeClosed(`connection to ${this.address} was closed`, op);
     return new NodeClosed(`not connected to ${this.address}`, op, { cause: why });
   }
 }

@@ -15,6 +15,7 @@
  * succeeds (the kernel queues it) but the greeting only comes once the first client leaves. A
  * handshake timeout therefore often means "someone else holds the monitor", and the message says so.
  */
+import { Ending } from '../../../core/ending.js';
 import { createConnection, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -93,11 +94,9 @@ export class QmpMonitor implements QmpExecutor {
   private onWire: number | undefined;
   private readonly abandoned = new Set<number>();
   private readonly listeners = new Map<string, Set<QmpEventListener>>();
-  private readonly closeListeners = new Set<(info: QmpCloseInfo) => void>();
   private readonly decoder = new LineDecoder();
   private socketError: NodeJS.ErrnoException | undefined;
-  private closeInfo: QmpCloseInfo | undefined;
-  private resolveClosed!: (info: QmpCloseInfo) => void;
+  private readonly ending: Ending<QmpCloseInfo>;
   private readonly socketGone: Promise<void>;
   private greetingWaiter: { resolve(): void; reject(e: Error): void } | undefined;
 
@@ -107,7 +106,8 @@ export class QmpMonitor implements QmpExecutor {
     private readonly defaultTimeoutMs: number,
     private readonly log: QmpLogger,
   ) {
-    this.closed = new Promise((resolve) => { this.resolveClosed = resolve; });
+    this.ending = new Ending((err) => this.log.warn({ qmp: this.socketPath, err }, 'QMP close listener threw'));
+    this.closed = this.ending.promise;
     this.socketGone = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err: NodeJS.ErrnoException) => { this.socketError ??= err; });
@@ -227,13 +227,7 @@ export class QmpMonitor implements QmpExecutor {
 
   /** Called once when the connection ends, whatever the cause; at once (async) if it already has. */
   onClose(listener: (info: QmpCloseInfo) => void): () => void {
-    if (this.closeInfo) {
-      const info = this.closeInfo;
-      queueMicrotask(() => listener(info));
-      return () => {};
-    }
-    this.closeListeners.add(listener);
-    return () => { this.closeListeners.delete(listener); };
+    return this.ending.on(listener);
   }
 
   /**
@@ -425,31 +419,22 @@ export class QmpMonitor implements QmpExecutor {
   private shutdown(info: QmpCloseInfo): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
-    this.closeInfo = info;
     this.socket.destroy();
-    this.greetingWaiter?.reject(info.error ?? this.closedError());
+    this.greetingWaiter?.reject(info.error ?? this.closedError(undefined, info));
     for (const [id, p] of this.pending) {
       this.pending.delete(id);
       if (p.timer) clearTimeout(p.timer);
-      p.reject(this.closedError(p.command));
+      p.reject(this.closedError(p.command, info));
     }
-    this.resolveClosed(info);
-    for (const l of [...this.closeListeners]) {
-      try {
-        l(info);
-      } catch (err) {
-        this.log.warn({ qmp: this.socketPath, err }, 'QMP close listener threw');
-      }
-    }
-    this.closeListeners.clear();
+    this.ending.end(info);
   }
 
   /** The error for anything attempted on or cut off by a closed connection, naming why it closed. */
-  private closedError(command?: string): QmpError {
-    const why = this.closeInfo?.error;
+  private closedError(command?: string, info = this.ending.info): QmpError {
+    const why = info?.error;
     if (why instanceof QmpProtocolError) return new QmpProtocolError(why.desc, command);
     if (why instanceof QmpClosed) return new QmpClosed(why.desc, command, { cause: why.cause, code: why.code });
-    if (this.closeInfo?.reason === 'local') return new QmpClosed(`monitor ${this.socketPath} was closed`, command);
+    if (info?.reason === 'local') return new QmpClosed(`monitor ${this.socketPath} was closed`, command);
     return new QmpClosed(`monitor ${this.socketPath} is not connected`, command, { cause: why });
   }
 }
