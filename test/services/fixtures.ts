@@ -3,10 +3,12 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { Agent } from '../../src/agent/server.js';
 import { AgentClient } from '../../src/agent/client.js';
 import { agentRoutes } from '../../src/api/agent-routes.js';
+import type { LaunchSpec, VmSpec } from '../../src/compute/driver.js';
 import { SimDriver } from '../../src/compute/sim/driver.js';
 import { KumoError, faultName } from '../../src/core/errors.js';
 import { RequestEngine } from '../../src/requests/engine.js';
 import { powerHandlers } from '../../src/requests/handlers/power.js';
+import { restoreHandlers } from '../../src/requests/handlers/restore.js';
 import type { Services } from '../../src/services/index.js';
 import type { HostRegistration } from '../../src/services/hosts.js';
 import type { Principal } from '../../src/services/principal.js';
@@ -33,9 +35,17 @@ export async function registerDeadHosts(s: Services, zone: string, hosts: (Parti
   return r.hosts.map((h) => h.hostId);
 }
 
+/** What a test may change in the in-process cloud's agent. */
+export interface CloudParts {
+  driver?: SimDriver;
+  heartbeatMs?: number;
+  /** Builds the agent's resolver once the controller's URL is known. */
+  resolver?: (controllerUrl: string) => (spec: VmSpec) => Promise<LaunchSpec>;
+}
+
 /**
  * The controller's moving parts in this process: the agents' side door (registration, heartbeats),
- * an agent with the sim driver on 127.0.0.1, and a request engine with the power handlers.
+ * an agent with the sim driver on 127.0.0.1, and a request engine with the controller's handlers.
  */
 export class InProcessCloud {
   private door: FastifyInstance | null = null;
@@ -43,7 +53,7 @@ export class InProcessCloud {
   engine: RequestEngine | null = null;
   hostId = '';
 
-  constructor(private readonly s: Services) {}
+  constructor(protected readonly s: Services, private readonly parts: CloudParts = {}) {}
 
   async start(hostName = 'sim-1', zone = 'zone-a'): Promise<void> {
     const door = Fastify({ logger: false });
@@ -54,25 +64,27 @@ export class InProcessCloud {
     const controllerUrl = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
     this.agent = new Agent({
       controllerUrl, joinToken: await this.s.hosts.joinToken(), zone, listen: { host: '127.0.0.1', port: 0 }, log: silent,
-      hosts: [{ name: hostName, vcpus: 8, memoryMiB: 16384, architectures: ['x86_64', 'i686'], driver: new SimDriver({ bootMs: 20, shutdownMs: 20 }) }],
+      heartbeatMs: this.parts.heartbeatMs, resolveLaunch: this.parts.resolver?.(controllerUrl),
+      hosts: [{ name: hostName, vcpus: 8, memoryMiB: 16384, architectures: ['x86_64', 'i686'], driver: this.parts.driver ?? new SimDriver({ bootMs: 20, shutdownMs: 20 }) }],
     });
     await this.agent.start();
     const host = await this.s.db.k.selectFrom('hosts').select('id').where('name', '=', hostName).executeTakeFirstOrThrow();
     this.hostId = host.id;
     await this.s.events.start(50);
-    this.engine = new RequestEngine(this.s.db, this.s.events, powerHandlers({
-      db: this.s.db, events: this.s.events, agents: new AgentClient({ timeoutMs: 5000, attempts: 1 }),
-      policy: this.s.policy, metrics: this.s.metrics, gracefulStopMs: 100,
-    }), silent, { owner: `test-${hostName}`, pollMs: 50 });
+    const agents = new AgentClient({ timeoutMs: 10_000, attempts: 1 });
+    this.engine = new RequestEngine(this.s.db, this.s.events, {
+      ...powerHandlers({ db: this.s.db, events: this.s.events, agents, policy: this.s.policy, metrics: this.s.metrics, gracefulStopMs: 100 }),
+      ...restoreHandlers({ db: this.s.db, events: this.s.events, agents, policy: this.s.policy }),
+    }, silent, { owner: `test-${hostName}`, pollMs: 50 });
     this.s.requests.wake = this.engine.wake;
     await this.engine.start();
   }
 
   /** Waits for a request to end and returns what getRequestIdInfo would. */
-  async finish(p: Principal, requestId: string) {
-    const info = await this.s.requests.wait(p, requestId, 10);
+  async finish(p: Principal, requestId: string, seconds = 10) {
+    const info = await this.s.requests.wait(p, requestId, seconds);
     assert.notEqual(info.status, 'queued', `${requestId} never started`);
-    assert.notEqual(info.status, 'running', `${requestId} did not finish in 10 s`);
+    assert.notEqual(info.status, 'running', `${requestId} did not finish in ${seconds} s`);
     return info;
   }
 
