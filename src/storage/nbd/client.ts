@@ -8,6 +8,7 @@
  *   const b = await c.read(0, 5);
  *   await c.disconnect();
  */
+import { writeFrame } from '../../core/frames.js';
 import { connect, type Socket } from 'node:net';
 import { ByteQueue, SocketReader } from './bytes.js';
 import {
@@ -253,14 +254,7 @@ export class NbdClient {
     return new Promise((resolve, reject) => {
       this.pending.set(handle, { type: r.type, length: r.length, resolve, reject });
       const header = encodeRequest({ ...r, handle });
-      if (payload && payload.length) {
-        this.socket.cork();
-        this.socket.write(header);
-        this.socket.write(payload);
-        this.socket.uncork();
-      } else {
-        this.socket.write(header);
-      }
+      writeFrame(this.socket, header, payload);
     });
   }
 

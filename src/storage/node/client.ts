@@ -8,6 +8,7 @@
  * whether to connect again, because only it knows whether the replica must now be marked
  * out-of-sync first.
  */
+import { writeFrame } from '../../core/frames.js';
 import { Ending } from '../../core/ending.js';
 import { createConnection, type Socket } from 'node:net';
 import { isObjectId } from '../blockmap/ids.js';
@@ -205,14 +206,7 @@ export class StorageNodeClient {
       const timer = Number.isFinite(timeoutMs) ? setTimeout(() => this.expire(id, timeoutMs), timeoutMs) : undefined;
       this.pending.set(id, { op, length, resolve, reject, timer });
       // A failed write surfaces as 'error' + 'close', which rejects this request.
-      if (payload && payload.length > 0) {
-        this.socket.cork();
-        this.socket.write(header);
-        this.socket.write(payload);
-        this.socket.uncork();
-      } else {
-        this.socket.write(header);
-      }
+      writeFrame(this.socket, header, payload);
     });
   }
 
