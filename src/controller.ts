@@ -6,12 +6,16 @@ import { AgentClient } from './agent/client.js';
 import { buildServer } from './api/server.js';
 import { RequestEngine } from './requests/engine.js';
 import { powerHandlers } from './requests/handlers/power.js';
+import { captureHandlers } from './requests/handlers/capture.js';
+import { locationHandlers } from './requests/handlers/locations.js';
 import { restoreHandlers } from './requests/handlers/restore.js';
 import { makePolicy, type Overcommit } from './scheduler/index.js';
 import { Services } from './services/index.js';
 import { SYSTEM } from './services/principal.js';
 import type { VmType } from './services/vm-types.js';
 import { openDb } from './state/db.js';
+import { StorageReconciler } from './storage/controller/reconcile.js';
+import { ControllerStorage } from './storage/controller/sessions.js';
 
 export interface ControllerOptions {
   db: string; dataDir: string; host: string; port: number; name: string; log: Logger;
@@ -35,9 +39,12 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   const joinToken = await services.hosts.joinToken();
   await services.events.start();
   const agents = new AgentClient();
+  const storage = new ControllerStorage(services, o.name, o.log.child({ component: 'storage' }));
   const engine = new RequestEngine(db, services.events, {
     ...powerHandlers({ db, events: services.events, agents, policy: services.policy, metrics: services.metrics, gracefulStopMs: o.gracefulStopMs ?? 60_000 }),
-    ...restoreHandlers({ db, events: services.events, agents, policy: services.policy }),
+    ...restoreHandlers({ s: services, storage }),
+    ...locationHandlers({ s: services, agents, storage }),
+    ...captureHandlers({ s: services, storage }),
   }, o.log.child({ component: 'requests' }), { owner: o.name, leaseMs: o.leaseMs });
   services.requests.wake = engine.wake;
   const app = await buildServer(services, o.log);
@@ -49,6 +56,8 @@ export async function startController(o: ControllerOptions): Promise<Controller>
     if (down.length) o.log.warn({ hosts: down }, 'agents went quiet: hosts marked down');
   }).catch(() => {}), 5000);
   monitor.unref();
+  const housekeeping = new StorageReconciler(services, storage.pool, o.log.child({ component: 'storage' }));
+  housekeeping.start();
   mkdirSync(o.dataDir, { recursive: true });
   writeFileSync(join(o.dataDir, 'join-token'), `${joinToken}\n`, { mode: 0o600 });
   o.log.info({ url }, 'controller listening');
@@ -56,7 +65,9 @@ export async function startController(o: ControllerOptions): Promise<Controller>
     url, services, app, engine, joinToken,
     async close() {
       clearInterval(monitor);
+      await housekeeping.stop();
       await engine.stop();
+      await storage.close();
       await app.close();
       services.events.stop();
       await db.close();

@@ -2,7 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { VmReport, VmSpec, StopOptions } from '../compute/driver.js';
 import { Fault, KumoError } from '../core/errors.js';
 import type { HostRow } from '../state/schema.js';
-import { AGENT_PATHS, type RestoreBody, type RestoreEvent } from './protocol.js';
+import { AGENT_PATHS, type RelocateBody, type RelocateEvent, type RelocateProgress } from './protocol.js';
+import type { RelocateResult } from '../storage/relocation/step.js';
 
 /** `message` names the agent's URL, for the operator's log; `detail` is what the agent said. */
 export class AgentError extends Error {
@@ -54,12 +55,12 @@ export class AgentClient {
   list(host: HostRow) { return this.call<VmReport[]>(host, AGENT_PATHS.list(host.id), undefined, 'GET'); }
 
   /**
-   * Writes an image onto a volume's file on the host, passing each progress line to `onProgress`.
-   * The answer streams for as long as the work takes, so the timeout applies to silence, not to
-   * the whole restore; a broken stream is retried (the operation is idempotent).
+   * Relocates (adds, syncs, removes a location of) a volume the host's frontend holds, passing each
+   * progress line to `onProgress`. The answer streams for as long as the copy takes, so the timeout
+   * applies to silence, not to the whole copy; a broken stream is retried (the operation is idempotent).
    */
-  async restore(host: HostRow, volumeId: string, body: RestoreBody,
-    onProgress: (e: Exclude<RestoreEvent, { done: true } | { error: string }>) => Promise<void> | void): Promise<void> {
+  async relocate(host: HostRow, volumeId: string, body: RelocateBody,
+    onProgress: (p: RelocateProgress) => Promise<void> | void): Promise<RelocateResult> {
     const who = `agent of ${host.name} (${host.agent_url})`;
     let last: AgentError | null = null;
     for (let i = 0; i < this.opts.attempts; i++) {
@@ -68,7 +69,7 @@ export class AgentClient {
       let idle: NodeJS.Timeout = setTimeout(() => ac.abort(), this.opts.timeoutMs);
       const alive = () => { clearTimeout(idle); idle = setTimeout(() => ac.abort(), this.opts.timeoutMs); };
       try {
-        const res = await fetch(host.agent_url + AGENT_PATHS.restore(host.id, volumeId), {
+        const res = await fetch(host.agent_url + AGENT_PATHS.relocate(host.id, volumeId), {
           method: 'POST', headers: { authorization: `Bearer ${host.node_token}`, 'content-type': 'application/json' },
           body: JSON.stringify(body), signal: ac.signal,
         });
@@ -88,13 +89,13 @@ export class AgentClient {
             const text = buf.slice(0, nl).trim();
             buf = buf.slice(nl + 1);
             if (!text) continue;
-            const e = JSON.parse(text) as RestoreEvent;
+            const e = JSON.parse(text) as RelocateEvent;
             if ('error' in e) throw new AgentError(`${who}: ${e.error}`, false);
-            if ('done' in e) return;
-            try { await onProgress(e); } catch (err) { throw new CallerError(err); }
+            if ('result' in e) return e.result;
+            try { await onProgress(e.progress); } catch (err) { throw new CallerError(err); }
           }
         }
-        last = new AgentError(`${who}: the restore's answer ended before the restore did`, true);
+        last = new AgentError(`${who}: the relocation's answer ended before the relocation did`, true);
       } catch (e) {
         if (e instanceof CallerError) throw e.cause;
         if (e instanceof AgentError && !e.retryable) throw e;

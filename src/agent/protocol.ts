@@ -1,5 +1,6 @@
 import type { VmReport, VmSpec, StopOptions } from '../compute/driver.js';
 import type { AgentRegistration } from '../services/hosts.js';
+import type { RelocateProgress, RelocateResult } from '../storage/relocation/step.js';
 
 /**
  * The controller ↔ agent wire contract, in one place for both sides. Agent operations are
@@ -10,8 +11,8 @@ export const AGENT_PATHS = {
   stop: (hostId: string, vmId: string) => `/agent/v1/hosts/${hostId}/vms/${vmId}/stop`,
   reset: (hostId: string, vmId: string) => `/agent/v1/hosts/${hostId}/vms/${vmId}/reset`,
   list: (hostId: string) => `/agent/v1/hosts/${hostId}/vms`,
-  /** Writes an image onto a volume's file; the answer streams RestoreEvent lines (NDJSON). */
-  restore: (hostId: string, volumeId: string) => `/agent/v1/hosts/${hostId}/volumes/${volumeId}/restore`,
+  /** Adds, syncs or removes a location of a volume this agent's frontend holds; the answer streams RelocateEvent lines (NDJSON). */
+  relocate: (hostId: string, volumeId: string) => `/agent/v1/hosts/${hostId}/volumes/${volumeId}/relocate`,
 } as const;
 
 export const CONTROLLER_PATHS = {
@@ -26,17 +27,7 @@ export type StartBody = VmSpec;
 export type StopBody = StopOptions;
 export type RegisterBody = AgentRegistration;
 export interface RegisterReply { nodeToken: string; hosts: { name: string; hostId: string }[] }
-export interface HeartbeatBody {
-  hosts: { hostId: string; vms: VmReport[] }[];
-  /** Volume ids whose local files this agent holds (interim local volumes). */
-  volumes?: string[];
-}
-export interface HeartbeatReply {
-  /** Of the reported volumes, those the store no longer has: the agent deletes their files. */
-  deleteVolumes?: string[];
-  /** Identifies the state store; an agent deletes files only on the word of the store it first served. */
-  storeId?: string;
-}
+export interface HeartbeatBody { hosts: { hostId: string; vms: VmReport[] }[] }
 export interface ExitBody { hostId: string; vmId: string; reason: 'shutdown' | 'crash' }
 export interface AgentFault { error: string }
 
@@ -45,20 +36,6 @@ export interface ImageFileMeta { name: string; size: number; sha256: string }
 export interface BootMeta { kernel: string; initrd?: string; append?: string }
 export interface AgentImageMeta { imageId: string; sha256: string; sizeBytes: number; disk: string; files: ImageFileMeta[]; boot: BootMeta | null }
 
-export interface RestoreBody {
-  /** The VM whose system volume this is: refused while it runs on this agent. */
-  vmId: string;
-  imageId: string;
-  /** The volume's size: its file is made this long. */
-  sizeGiB: number;
-  /** Name of the raw disk among `files`; every file is fetched into the agent's image cache. */
-  disk: string;
-  files: ImageFileMeta[];
-}
-
-/** Lines of a restore's answer: progress, then `done` or `error`. */
-export type RestoreEvent =
-  | { stage: 'download'; bytes: number; total: number }
-  | { stage: 'copy'; fraction: number }
-  | { done: true }
-  | { error: string };
+export type { RelocateBody, RelocateProgress } from '../storage/relocation/step.js';
+/** Lines of a relocation's answer: progress, then `result` or `error`. */
+export type RelocateEvent = { progress: RelocateProgress } | { result: RelocateResult } | { error: string };

@@ -3,7 +3,8 @@ import { timingSafeEqual } from 'node:crypto';
 import type { ComputeDriver, LaunchSpec, VmReport, VmSpec } from '../compute/driver.js';
 import type { Logger } from 'pino';
 import { consoleRoutes } from './console-routes.js';
-import { heldVolumes, onHeartbeatReply, registerRestoreRoutes } from './restore-routes.js';
+import type { AgentStorage } from './storage.js';
+import { relocateRoutes } from './relocate-routes.js';
 import { AGENT_PATHS, CONTROLLER_PATHS, type ExitBody, type HeartbeatBody, type RegisterBody, type RegisterReply, type StartBody, type StopBody } from './protocol.js';
 
 export interface AgentOptions {
@@ -12,11 +13,11 @@ export interface AgentOptions {
   advertiseUrl?: string;
   hosts: { name: string; vcpus: number; memoryMiB: number; architectures: string[]; driver: ComputeDriver }[];
   heartbeatMs?: number; log: Logger;
-  /** Turns the controller's spec into paths on this host (volume files, image kernels). */
-  resolveLaunch?: (spec: VmSpec) => Promise<LaunchSpec>;
+  /** Volumes over NBD and image kernels for real hosts; without it disks are pathless (sim). */
+  storage?: AgentStorage;
 }
 
-/** Without a volume store every disk is pathless: enough for the sim driver, which keeps no data. */
+/** Without storage every disk is pathless: enough for the sim driver, which keeps no data. */
 const pathless = async (spec: VmSpec): Promise<LaunchSpec> =>
   ({ ...spec, disks: spec.disks.map((d) => ({ ...d, source: { kind: 'file', path: '' } })) });
 
@@ -52,13 +53,25 @@ export class Agent {
     });
     type P = { Params: { hostId: string; vmId: string } };
     app.post<P & { Body: StartBody }>(AGENT_PATHS.start(':hostId', ':vmId'), async (req) => {
-      this.o.log.info({ vmId: req.params.vmId, hostId: req.params.hostId }, 'starting VM');
-      await driver(req.params.hostId).start(await (this.o.resolveLaunch ?? pathless)({ ...req.body, vmId: req.params.vmId }));
+      const { hostId, vmId } = req.params;
+      this.o.log.info({ vmId, hostId }, 'starting VM');
+      const d = driver(hostId);
+      const spec = { ...req.body, vmId };
+      const storage = this.o.storage;
+      if (!storage) { await d.start(await pathless(spec)); return {}; }
+      const launch = await storage.launch(hostId, spec);
+      try {
+        await d.start(launch);
+      } catch (e) {
+        if (!(await d.list()).some((v) => v.vmId === vmId)) await storage.frontend.detach(vmId);
+        throw e;
+      }
       return {};
     });
     app.post<P & { Body: StopBody }>(AGENT_PATHS.stop(':hostId', ':vmId'), async (req) => {
       this.o.log.info({ vmId: req.params.vmId, force: req.body.force }, 'stopping VM');
       await driver(req.params.hostId).stop(req.params.vmId, req.body);
+      await this.o.storage?.frontend.detach(req.params.vmId);
       return {};
     });
     app.post<P>(AGENT_PATHS.reset(':hostId', ':vmId'), async (req) => {
@@ -67,13 +80,17 @@ export class Agent {
       return {};
     });
     app.get<P>(AGENT_PATHS.list(':hostId'), async (req): Promise<VmReport[]> => driver(req.params.hostId).list());
-    await registerRestoreRoutes(app, { resolveLaunch: this.o.resolveLaunch, nodeToken: () => this.nodeToken, driver, log: this.o.log });
+    if (this.o.storage) {
+      this.o.storage.bindToken(() => this.nodeToken);
+      await relocateRoutes(app, this.o.storage.frontend, this.o.log);
+    }
     await consoleRoutes(app, driver);
     await app.listen({ host: this.o.listen.host, port: this.o.listen.port });
     const addr = app.server.address();
     const port = typeof addr === 'object' && addr ? addr.port : this.o.listen.port;
     this.url = this.o.advertiseUrl ?? `http://${this.o.listen.host}:${port}`;
     await this.register();
+    await this.o.storage?.frontend.start(async (hostId) => new Set((await this.drivers.get(hostId)?.list() ?? []).filter((v) => v.power === 'running').map((v) => v.vmId)));
     this.timer = setInterval(() => void this.heartbeat(), this.o.heartbeatMs ?? 5000);
     this.timer.unref();
   }
@@ -116,11 +133,11 @@ export class Agent {
 
   private async heartbeat(): Promise<void> {
     try {
-      const body: HeartbeatBody = { hosts: await Promise.all([...this.drivers].map(async ([hostId, d]) => ({ hostId, vms: await d.list() }))), ...(await heldVolumes(this.o.resolveLaunch)) };
+      const body: HeartbeatBody = { hosts: await Promise.all([...this.drivers].map(async ([hostId, d]) => ({ hostId, vms: await d.list() }))) };
       const res = await this.post(CONTROLLER_PATHS.heartbeat, body);
+      await res.text().catch(() => '');
       // A controller that lost our token (restored store, new controller) gets a fresh registration.
       if (res.status === 401) await this.register();
-      else await onHeartbeatReply(this.o.resolveLaunch, res, this.o.log);
     } catch (e) {
       this.o.log.warn({ err: (e as Error).message }, 'heartbeat to the controller failed');
     }
@@ -128,6 +145,7 @@ export class Agent {
 
   private async exited(b: ExitBody): Promise<void> {
     this.o.log.info(b, 'VM stopped by itself');
+    await this.o.storage?.frontend.detach(b.vmId).catch((e: Error) => this.o.log.warn({ vmId: b.vmId, err: e.message }, 'could not close the volumes of a stopped VM'));
     try { await this.post(CONTROLLER_PATHS.exit, b); } catch (e) {
       this.o.log.warn({ err: (e as Error).message }, 'could not report a VM exit; the next heartbeat will');
     }
@@ -137,6 +155,7 @@ export class Agent {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     await this.app?.close();
+    await this.o.storage?.frontend.close();
     await Promise.all([...new Set(this.o.hosts.map((h) => h.driver))].map((d) => d.close()));
   }
 }

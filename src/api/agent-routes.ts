@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Fault, KumoError } from '../core/errors.js';
 import type { Services } from '../services/index.js';
 import type { HostRow } from '../state/schema.js';
-import { CONTROLLER_PATHS, type ExitBody, type HeartbeatBody, type HeartbeatReply, type RegisterBody } from '../agent/protocol.js';
+import { CONTROLLER_PATHS, type ExitBody, type HeartbeatBody, type RegisterBody } from '../agent/protocol.js';
 import { problem } from './faults.js';
 import { imageRoutes } from './image-routes.js';
 
@@ -30,13 +30,7 @@ export async function agentRoutes(app: FastifyInstance, s: Services): Promise<vo
     const reported = body.hosts.filter((h) => mine.has(h.hostId));
     await s.hosts.heartbeat(reported.map((h) => h.hostId));
     for (const h of reported) await s.reconciler.report(h.hostId, h.vms);
-    // Interim local volumes: files of volumes the store no longer has are the agent's to delete.
-    const answer: HeartbeatReply = {};
-    if (Array.isArray(body.volumes) && body.volumes.length) {
-      answer.deleteVolumes = await s.images.goneVolumes(body.volumes);
-      answer.storeId = await s.images.storeId();
-    }
-    return answer;
+    return {};
   });
   app.post(CONTROLLER_PATHS.exit, async (req, reply) => {
     const mine = await hostsOf(req);

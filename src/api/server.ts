@@ -10,6 +10,7 @@ import { isImageUpload } from './image-routes.js';
 import { eventsWebsocket } from './events-ws.js';
 import { problem } from './faults.js';
 import { restTransport } from './rest/transport.js';
+import { storageRoutes } from './storage-routes.js';
 import { MAX_BODY, xmlrpcTransport } from './xmlrpc/transport.js';
 
 const DRAIN_LIMIT = 64 << 20;
@@ -46,6 +47,7 @@ export async function buildServer(s: Services, log: Logger): Promise<FastifyInst
   await app.register(async (x) => xmlrpcTransport(x, s, log));
   await app.register(async (x) => restTransport(x, s, log));
   await app.register(async (x) => agentRoutes(x, s));
+  await app.register(async (x) => storageRoutes(x, s));
   await app.register(async (x) => eventsWebsocket(x, s));
   await app.register(async (x) => consoleRoutes(x, s, log));
   app.get('/v1/openapi.json', { schema: { hide: true } as never }, async () => app.swagger());

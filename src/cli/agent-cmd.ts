@@ -62,10 +62,11 @@ export function agentCommands(program: Command): void {
       const log = makeLogger('agent', o.log);
       const { driver, why } = await makeDriver(o.driver, o.data, o.host, o, log);
       process.stderr.write(`kumo agent: compute driver ${why}\n`);
-      const { makeResolver } = await import('../agent/volumes.js');
+      // Simulated VMs keep no data; real ones get their volumes from storage nodes over NBD.
+      const { AgentStorage } = await import('../agent/storage.js');
+      const storage = driver.name === 'sim' ? undefined : new AgentStorage({ dataDir: o.data, controllerUrl: o.controller, log });
       const agent = new Agent({
-        controllerUrl: o.controller, joinToken: readJoinToken(o), zone: o.zone, listen: hostPort(o.listen), log,
-        resolveLaunch: makeResolver({ dataDir: o.data, controllerUrl: o.controller }),
+        controllerUrl: o.controller, joinToken: readJoinToken(o), zone: o.zone, listen: hostPort(o.listen), log, storage,
         hosts: [{ name: o.host, vcpus: o.vcpus, memoryMiB: o.memoryMib, architectures: ['x86_64', 'i686'], driver }],
       });
       await agent.start();

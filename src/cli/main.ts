@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { agentCommands } from './agent-cmd.js';
 import { serverCommands } from './server-cmd.js';
+import { storageNodeCommands } from './storage-node-cmd.js';
 import { clientCommands } from './client/index.js';
 
 const program = new Command('kumo')
@@ -13,6 +14,7 @@ const program = new Command('kumo')
 
 serverCommands(program);
 agentCommands(program);
+storageNodeCommands(program);
 clientCommands(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {

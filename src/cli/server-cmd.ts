@@ -56,6 +56,30 @@ async function registerTinyImage(c: Controller, data: string, cacheDir: string, 
   }
 }
 
+/** Runs a `kumo` child process, restarting it when it dies, until stop() (SIGTERM, then its exit). */
+function supervise(what: string, argv: string[]): { stop(): Promise<void> } {
+  let child: ChildProcess;
+  let stopping = false;
+  const start = () => {
+    child = spawn(process.execPath, argv, { stdio: ['ignore', 'inherit', 'inherit'] });
+    child.on('exit', (code, signal) => {
+      if (stopping) return;
+      process.stderr.write(`kumo up: the ${what} exited (${signal ?? code}); restarting it\n`);
+      setTimeout(start, 1000);
+    });
+  };
+  start();
+  return {
+    async stop() {
+      stopping = true;
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await gone;
+    },
+  };
+}
+
 export function serverCommands(program: Command): void {
   controllerOptions(program.command('controller')
     .description('run a controller: API (/RPC2, /v1), state store, scheduler and request engine')
@@ -72,7 +96,7 @@ export function serverCommands(program: Command): void {
     });
 
   controllerOptions(program.command('up')
-    .description('run the all-in-one cloud: controller + agent (+ storage node when it lands) on this machine, SQLite in DATA')
+    .description('run the all-in-one cloud: controller + storage node + agent on this machine, SQLite in DATA')
     .option('--driver <name>', 'compute driver of the agent: auto (QEMU when installed, else sim), qemu or sim', 'auto')
     .option('--sim-boot-ms <ms>', 'sim driver: simulated boot time', int, 2000)
     .option('--cache <dir>', 'downloaded Debian packages for the tiny-linux image (default: KUMO_CACHE, else the OS temp dir)')
@@ -91,19 +115,13 @@ export function serverCommands(program: Command): void {
         process.stderr.write(`kumo up: no ${TINY_IMAGE} image (building it failed: ${e.message.split('\n')[0].slice(0, 300)}); continuing without it\n`);
         return null;
       });
-      let agent: ChildProcess | null = null;
-      let stopping = false;
-      const startAgent = () => {
-        agent = spawn(process.execPath, [MAIN, 'agent', '--controller', c.url, '--zone', 'zone-1', '--host', hostname(), '--listen', `${o.listen}:0`,
-          '--data', join(data, 'agent'), '--join-token-file', join(data, 'join-token'), '--driver', o.driver, '--sim-boot-ms', String(o.simBootMs), '--log', join(logs, 'agent.log')],
-        { stdio: ['ignore', 'inherit', 'inherit'] });
-        agent.on('exit', (code, signal) => {
-          if (stopping) return;
-          process.stderr.write(`kumo up: the agent exited (${signal ?? code}); restarting it\n`);
-          setTimeout(startAgent, 1000);
-        });
-      };
-      startAgent();
+      const common = ['--controller', c.url, '--zone', 'zone-1', '--join-token-file', join(data, 'join-token')];
+      const children = [
+        supervise('storage node', [MAIN, 'storage-node', ...common, '--name', `${hostname()}-storage`, '--listen', `${o.listen}:0`,
+          '--data', join(data, 'storage'), '--log', join(logs, 'storage-node.log')]),
+        supervise('agent', [MAIN, 'agent', ...common, '--host', hostname(), '--listen', `${o.listen}:0`,
+          '--data', join(data, 'agent'), '--driver', o.driver, '--sim-boot-ms', String(o.simBootMs), '--log', join(logs, 'agent.log')]),
+      ];
       const imageId = await tiny;
       process.stdout.write([
         `kumo is up (data in ${data})`,
@@ -117,9 +135,7 @@ export function serverCommands(program: Command): void {
         '',
       ].join('\n'));
       onSignals(async () => {
-        stopping = true;
-        const a = agent as ChildProcess | null;
-        if (a && a.exitCode === null) { const gone = new Promise((r) => a.once('exit', r)); a.kill('SIGTERM'); await gone; }
+        await Promise.all(children.map((child) => child.stop()));
         await c.close();
       });
     });

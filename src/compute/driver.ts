@@ -17,7 +17,7 @@ export interface VmSpec {
   disks: DiskSpec[]; nics: NicSpec[]; boot?: BootSpec;
 }
 
-/** Where a disk's data is on this host: an interim local raw file, or (storage issue) an NBD export. */
+/** Where a disk's data is on this host: a kumo volume's NBD export (the agent's frontend), or a raw file (driver tests, tools). */
 export type DiskSource = { kind: 'file'; path: string } | { kind: 'nbd'; socket: string; export: string };
 
 /** A VmSpec resolved by the agent into paths on this host, which is what drivers start. */

@@ -87,13 +87,6 @@ export class Hosts {
     throw notAvailableYet('drainHost live-migrates VMs, which arrives with the live-migration issue; setHostMaintenance stops new placements now');
   }
 
-  async storageNodes(p: Principal) {
-    requireAdmin(p);
-    const rows = await this.db.k.selectFrom('storage_nodes').innerJoin('zones', 'zones.id', 'storage_nodes.zone_id')
-      .select(['storage_nodes.id', 'storage_nodes.name', 'zones.name as zone', 'storage_nodes.status']).orderBy('storage_nodes.name').execute();
-    return rows.map((n) => ({ nodeId: n.id, name: n.name, zone: n.zone, status: n.status }));
-  }
-
   /** The join token lets a new agent register; it lives in the store so every controller agrees. */
   async joinToken(): Promise<string> {
     const row = await this.db.k.selectFrom('settings').select('value').where('key', '=', 'join_token').executeTakeFirst();

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { copyFile, mkdir, rename, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Fault, KumoError, invalidParams, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
@@ -105,6 +105,30 @@ export class Images {
     }
   }
 
+  /**
+   * A volume's bytes as a private image of `tenantId` (createImageFromVolume). The image boots like
+   * the one the volume was restored from (`bootFrom`): its boot information and kernel files are copied.
+   */
+  async capture(a: { name: string; os: string; tenantId: string; bootFrom: string | null; source: string }, body: AsyncIterable<Uint8Array>): Promise<Registered> {
+    const meta: ImageMeta = { name: a.name, os: a.os, kind: 'captured', source: a.source, tenantId: a.tenantId };
+    await this.checkMeta(meta);
+    const staging = await this.staging();
+    try {
+      const files: ImageFileMeta[] = [{ name: DISK_FILE, ...(await writeSparse(body, join(staging, DISK_FILE), { limit: MAX_IMAGE_BYTES })) }];
+      const from = a.bootFrom ? await this.db.k.selectFrom('images').selectAll().where('id', '=', a.bootFrom).executeTakeFirst() : undefined;
+      const boot = from && from.dir !== '' ? parseBoot(from) : null;
+      if (from && boot) {
+        for (const f of parseFiles(from).filter((x) => x.name !== DISK_FILE)) {
+          await copyFile(join(this.store(), from.id, f.name), join(staging, f.name));
+          files.push(f);
+        }
+      }
+      return await this.commit({ ...meta, boot }, staging, files);
+    } finally {
+      await rm(staging, { recursive: true, force: true });
+    }
+  }
+
   private async checkMeta(a: ImageMeta): Promise<void> {
     checkName(a.name, 'image name');
     for (const [k, v, max] of [['os', a.os, 64], ['kind', a.kind ?? '', 32], ['source', a.source ?? '', 1024]] as const) {
@@ -174,28 +198,5 @@ export class Images {
     const f = parseFiles(i).find((x) => x.name === name);
     if (!f || !FILE_NAME.test(name)) throw notFound('image file', `${imageId}/${basename(name).slice(0, 64)}`);
     return { path: join(this.store(), i.id, f.name), size: f.size };
-  }
-
-  /**
-   * Of the volume ids an agent holds files for, those the store no longer has (VM or volume
-   * deallocated): the heartbeat answer tells the agent to delete them. Interim local volumes.
-   */
-  async goneVolumes(volumeIds: string[]): Promise<string[]> {
-    const ids = [...new Set(volumeIds.filter((v) => typeof v === 'string' && /^vol-[0-9a-f]{12}$/.test(v)))];
-    const present = new Set<string>();
-    for (let i = 0; i < ids.length; i += 500) {
-      const rows = await this.db.k.selectFrom('volumes').select('id').where('id', 'in', ids.slice(i, i + 500)).execute();
-      rows.forEach((r) => present.add(r.id));
-    }
-    return ids.filter((v) => !present.has(v));
-  }
-
-  /** A random id of this state store, made once: agents delete volume files only on their own store's word. */
-  async storeId(): Promise<string> {
-    const row = await this.db.k.selectFrom('settings').select('value').where('key', '=', 'store_id').executeTakeFirst();
-    if (row) return row.value;
-    await this.db.k.insertInto('settings').values({ key: 'store_id', value: randomBytes(12).toString('hex') })
-      .onConflict((oc) => oc.column('key').doNothing()).execute();
-    return this.storeId();
   }
 }

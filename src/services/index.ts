@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Db } from '../state/db.js';
 import type { SchedulerPolicy } from '../scheduler/index.js';
+import { BlockMaps } from './blockmaps.js';
 import { Comments } from './comments.js';
 import { Events } from './events.js';
 import { Hosts } from './hosts.js';
@@ -10,6 +11,7 @@ import { Metrics } from './metrics.js';
 import { Networks } from './networks.js';
 import { Reconciler } from './reconcile.js';
 import { Requests } from './requests.js';
+import { StorageNodes } from './storage-nodes.js';
 import { Tenants } from './tenants.js';
 import { VmTypes } from './vm-types.js';
 import { Vms } from './vms.js';
@@ -30,6 +32,8 @@ export class Services {
   readonly init: Init;
   readonly comments: Comments;
   readonly hosts: Hosts;
+  readonly storageNodes: StorageNodes;
+  readonly blockMaps: BlockMaps;
   readonly reconciler: Reconciler;
   readonly metrics: Metrics;
 
@@ -39,13 +43,15 @@ export class Services {
     this.tenants = new Tenants(db);
     this.zones = new Zones(db);
     this.vmTypes = new VmTypes(db);
-    this.vms = new Vms(db, this.events, this.requests, this.vmTypes, this.zones, policy);
+    this.blockMaps = new BlockMaps(db);
+    this.vms = new Vms(db, this.events, this.requests, this.vmTypes, this.zones, policy, this.blockMaps);
     this.networks = new Networks(db, this.events, this.vms);
-    this.volumes = new Volumes(db, this.events, this.vms, this.zones);
+    this.volumes = new Volumes(db, this.events, this.vms, this.zones, this.blockMaps, this.requests);
     this.images = new Images(db);
     this.init = new Init(db, this.vms);
     this.comments = new Comments(db);
     this.hosts = new Hosts(db, this.events, this.zones);
+    this.storageNodes = new StorageNodes(db, this.events, this.zones, this.hosts);
     this.reconciler = new Reconciler(db, this.events, log);
     this.metrics = new Metrics(db);
   }

@@ -4,6 +4,7 @@ import type { Db, Q, Tx } from '../state/db.js';
 import { Precompiled, now } from '../state/db.js';
 import type { VmRow } from '../state/schema.js';
 import { place, type Arch, type SchedulerPolicy } from '../scheduler/index.js';
+import type { BlockMaps } from './blockmaps.js';
 import { capacitySnapshot } from './capacity.js';
 import type { Events } from './events.js';
 import { visible, type Principal } from './principal.js';
@@ -11,6 +12,7 @@ import { checkQuota } from './quota.js';
 import { activeOn, type Requests } from './requests.js';
 import { checkName, checkRange } from './validate.js';
 import type { VmTypes } from './vm-types.js';
+import { defaultReplicas } from './volume-placement.js';
 import type { Zones } from './zones.js';
 
 export const ARCHITECTURES = ['x86_64', 'i686'] as const;
@@ -53,6 +55,7 @@ export class Vms {
   constructor(
     private readonly db: Db, private readonly events: Events, private readonly requests: Requests,
     private readonly types: VmTypes, private readonly zones: Zones, private readonly policy: SchedulerPolicy,
+    private readonly maps: BlockMaps,
   ) {}
 
   /** A VM the caller may see; another tenant's VM is "not found", never "forbidden". */
@@ -126,8 +129,9 @@ export class Vms {
       const volId = newId('vol');
       await trx.insertInto('volumes').values({
         id: volId, tenant_id: p.tenantId, name: `${name}-system`.slice(0, 63), size_gib: diskGiB, class: 'best-effort', iops: 0,
-        replicas: 1, zone_id: zone, encrypted: 0, system: 1, created_at: at,
+        replicas: await defaultReplicas(trx), zone_id: zone, encrypted: 0, system: 1, created_at: at,
       }).execute();
+      await this.maps.placeNew(trx, volId);
       await trx.insertInto('vm_disks').values({ vm_id: vmId, slot: 0, volume_id: volId }).execute();
       await this.events.publish(trx, p.tenantId, 'vm.allocated', vmId, { type: t.type });
     });
@@ -140,7 +144,11 @@ export class Vms {
       await this.requireStopped(trx, vm, 'deallocateVm');
       const system = await trx.selectFrom('vm_disks').select('volume_id').where('vm_id', '=', vmId).where('slot', '=', 0).executeTakeFirst();
       await trx.deleteFrom('vm_disks').where('vm_id', '=', vmId).execute();
-      if (system) await trx.deleteFrom('volumes').where('id', '=', system.volume_id).execute();
+      if (system) {
+        await this.maps.dropVolume(trx, system.volume_id);
+        await trx.deleteFrom('comments').where('resource_id', '=', system.volume_id).execute();
+        await trx.deleteFrom('volumes').where('id', '=', system.volume_id).execute();
+      }
       await trx.deleteFrom('nic_addresses').where('vm_id', '=', vmId).execute();
       await trx.deleteFrom('vm_nics').where('vm_id', '=', vmId).execute();
       await trx.deleteFrom('comments').where('resource_id', '=', vmId).execute();

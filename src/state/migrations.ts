@@ -201,5 +201,53 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.alterTable('vms').addColumn('last_host_id', 'text').execute();
       },
     },
+    '0004_ukai': {
+      // UKAI volumes: storage nodes get their address, token and space; a volume's block map lives
+      // here (DESIGN.md §6): blocks → objects → replicas per node, the volume's locations, its write
+      // lease, and the objects nodes are to delete. The interim local volume files (local_host) go.
+      async up(db: Kysely<any>) {
+        const add = (table: string, column: string, type: 'text' | 'integer' | 'bigint', build: (c: any) => any = (c) => c) =>
+          db.schema.alterTable(table).addColumn(column, type, build).execute();
+        await add('storage_nodes', 'host', 'text', (c) => c.notNull().defaultTo(''));
+        await add('storage_nodes', 'port', 'integer', (c) => c.notNull().defaultTo(0));
+        await add('storage_nodes', 'node_token', 'text');
+        await add('storage_nodes', 'total_bytes', 'bigint', (c) => c.notNull().defaultTo(0));
+        await add('storage_nodes', 'free_bytes', 'bigint', (c) => c.notNull().defaultTo(0));
+        await add('storage_nodes', 'last_seen', 'text', (c) => c.notNull().defaultTo(''));
+        await db.schema.createIndex('storage_nodes_token').on('storage_nodes').column('node_token').unique().execute();
+        await db.schema.createIndex('storage_nodes_name').on('storage_nodes').column('name').unique().execute();
+        await add('volumes', 'block_size', 'integer', (c) => c.notNull().defaultTo(4194304));
+        // SQLite drops a column only once no index names it.
+        await db.schema.dropIndex('volumes_local_host').execute();
+        await db.schema.alterTable('volumes').dropColumn('local_host').execute();
+        await db.schema.createTable('volume_locations')
+          .addColumn('volume_id', 'text', (c) => c.notNull().references('volumes.id'))
+          .addColumn('node_id', 'text', (c) => c.notNull().references('storage_nodes.id'))
+          .addColumn('added_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('volume_locations_pk', ['volume_id', 'node_id']).execute();
+        await db.schema.createIndex('volume_locations_node').on('volume_locations').column('node_id').execute();
+        await db.schema.createTable('volume_blocks')
+          .addColumn('volume_id', 'text', (c) => c.notNull().references('volumes.id'))
+          .addColumn('block', 'integer', (c) => c.notNull())
+          .addColumn('object_id', 'text', (c) => c.notNull().unique())
+          .addPrimaryKeyConstraint('volume_blocks_pk', ['volume_id', 'block']).execute();
+        await db.schema.createTable('object_replicas')
+          .addColumn('object_id', 'text', (c) => c.notNull())
+          .addColumn('node_id', 'text', (c) => c.notNull().references('storage_nodes.id'))
+          .addColumn('state', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('object_replicas_pk', ['object_id', 'node_id']).execute();
+        await db.schema.createIndex('object_replicas_node').on('object_replicas').column('node_id').execute();
+        await db.schema.createTable('volume_leases')
+          .addColumn('volume_id', 'text', (c) => c.primaryKey().references('volumes.id'))
+          .addColumn('holder', 'text', (c) => c.notNull())
+          .addColumn('epoch', 'integer', (c) => c.notNull())
+          .addColumn('expires_at', 'text', (c) => c.notNull()).execute();
+        await db.schema.createTable('storage_garbage')
+          .addColumn('node_id', 'text', (c) => c.notNull())
+          .addColumn('object_id', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('storage_garbage_pk', ['node_id', 'object_id']).execute();
+      },
+    },
   };
 }

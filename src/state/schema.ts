@@ -48,14 +48,13 @@ export interface VolumeRow {
   zone_id: string | null; encrypted: number; system: number; created_at: string;
   /** The image last restored onto the volume; null while it is blank. */
   image_id: string | null;
-  /** Interim, until kumo storage nodes hold volumes: the host whose local disk keeps the
-   * volume's file (set at its first restore or power-on); null until then. */
-  local_host: string | null;
+  /** Bytes per block of the volume's block map (DESIGN.md §6): 4 MiB unless chosen otherwise. */
+  block_size: number;
 }
 
 /** Columns added by later migrations are optional when inserting (they have defaults or are nullable). */
 type Defaulted<T> = ColumnType<T, T | undefined, T>;
-export type VolumeTable = Omit<VolumeRow, 'image_id' | 'local_host'> & { image_id: Defaulted<string | null>; local_host: Defaulted<string | null> };
+export type VolumeTable = Omit<VolumeRow, 'image_id' | 'block_size'> & { image_id: Defaulted<string | null>; block_size: Defaulted<number> };
 
 export interface ImageRow {
   id: string; tenant_id: string | null; name: string; os: string; size_gib: number;
@@ -77,7 +76,31 @@ export type ImageTable = Omit<ImageRow, 'dir' | 'boot' | 'size_bytes' | 'sha256'
   sha256: Defaulted<string>; files: Defaulted<string>;
 };
 
-export interface StorageNodeRow { id: string; zone_id: string; name: string; status: string; created_at: string }
+export interface StorageNodeRow {
+  id: string; zone_id: string; name: string; status: 'up' | 'down'; created_at: string;
+  /** Where frontends and other nodes reach its block protocol ('' and 0 until it registers). */
+  host: string; port: number;
+  /** What the node and its clients present on the block protocol; null for a node never registered. */
+  node_token: string | null;
+  /** Space of its data filesystem as last reported (PostgreSQL bigint arrives as text: read with Number()). */
+  total_bytes: number | string; free_bytes: number | string;
+  last_seen: string;
+}
+export type StorageNodeTable = Omit<StorageNodeRow, 'host' | 'port' | 'node_token' | 'total_bytes' | 'free_bytes' | 'last_seen'> & {
+  host: Defaulted<string>; port: Defaulted<number>; node_token: Defaulted<string | null>;
+  total_bytes: ColumnType<number | string, number | undefined, number>; free_bytes: ColumnType<number | string, number | undefined, number>;
+  last_seen: Defaulted<string>;
+};
+
+/** A node every block of the volume has (or is getting) a copy on. */
+export interface VolumeLocationRow { volume_id: string; node_id: string; added_at: string }
+/** An allocated block and the object holding its bytes; a block without a row reads as zeros. */
+export interface VolumeBlockRow { volume_id: string; block: number; object_id: string }
+export interface ObjectReplicaRow { object_id: string; node_id: string; state: 'in-sync' | 'syncing' | 'out-of-sync' }
+/** The volume's write lease; holder '' once released. The row stays so epochs keep growing (fencing). */
+export interface VolumeLeaseRow { volume_id: string; holder: string; epoch: number; expires_at: string }
+/** An object a node is to delete (its block was discarded, its location removed, its volume deleted). */
+export interface StorageGarbageRow { node_id: string; object_id: string; created_at: string }
 
 export interface RequestRow {
   seq: Generated<number>;
@@ -102,7 +125,9 @@ export interface Schema {
   zones: ZoneRow; hosts: HostRow; tenants: TenantRow; api_users: ApiUserRow; vm_types: VmTypeRow;
   vms: VmRow; vm_disks: VmDiskRow; vm_nics: VmNicRow; nic_addresses: NicAddressRow;
   networks: NetworkRow; network_zone_vlans: NetworkZoneVlanRow; ip_allocations: IpAllocationRow;
-  volumes: VolumeTable; images: ImageTable; storage_nodes: StorageNodeRow;
+  volumes: VolumeTable; images: ImageTable; storage_nodes: StorageNodeTable;
+  volume_locations: VolumeLocationRow; volume_blocks: VolumeBlockRow; object_replicas: ObjectReplicaRow;
+  volume_leases: VolumeLeaseRow; storage_garbage: StorageGarbageRow;
   requests: RequestRow; resource_locks: ResourceLockRow; comments: CommentRow; events: EventRow;
   settings: SettingRow;
 }

@@ -20,16 +20,21 @@ import WebSocket from 'ws';
 import { findQemu, isQemuFor, procCmdline, waitGone } from '../../src/compute/qemu/process.js';
 import { freePort, KumoProc, waitFor } from '../api/support.js';
 import { Cloud, rest, type Creds } from '../helpers/cloud.js';
+import { Images } from '../../src/services/images.js';
+import { SYSTEM } from '../../src/services/principal.js';
+import { openDb } from '../../src/state/db.js';
 
 export const BOOT_MS = 240_000; // a TCG boot on two loaded cores can take minutes; this is a wait, not a measure
 export const TINY_IMAGE = 'tiny-linux';
 
 export interface RequestInfo {
-  requestId: string; method: string; resourceId: string; status: string; progress: number; message: string;
+  requestId: string; method: string; resourceId: string; status: string; progress: number; message: string; result: unknown;
   error: { code?: number; message?: string }; createdAt: string; startedAt: string; finishedAt: string;
 }
 export interface KumoEvent { seq: number; tenantId: string | null; kind: string; resourceId: string; data: Record<string, unknown>; at: string }
 export interface HostInfo { hostId: string; name: string; zone: string; memoryMiB: number; vcpus: number; status: string; driver: string; lastSeen: string }
+export interface StorageNodeInfo { nodeId: string; name: string; zone: string; status: string; address: string; lastSeen: string }
+export interface VolumeLocation { nodeId: string; zone: string; inSync: number; syncing: number; outOfSync: number }
 
 const t0 = Date.now();
 /** A progress line with the time since the process started, for long tests and the bench. */
@@ -54,8 +59,12 @@ export class QemuCloud {
   readonly cloud: Cloud;
   controller: KumoProc | null = null;
   agent: KumoProc | null = null;
+  /** Storage node processes by name; the first is the seed's (`<host>-storage`, data in DATA/storage), taken over like the host. */
+  readonly storage = new Map<string, KumoProc>();
+  readonly mainStorage = `${hostname()}-storage`;
   url = '';
   imageId = '';
+  readonly variants = new Map<string, string>();
   private agentPort = 0;
   private agentStarts = 0;
 
@@ -69,13 +78,79 @@ export class QemuCloud {
   get creds(): Creds { return this.cloud.creds; }
   get agentLog(): string { return join(this.data, 'logs', 'qemu-agent.log'); }
 
-  async start(): Promise<void> {
+  /**
+   * `variants`: more kernel-boot images made from tiny-linux's files with words appended to its
+   * kernel command line (e.g. `kumo.counter=1`), registered in the store between the seed and the
+   * controller start (nothing else has the store open then). Their ids land in `variants`.
+   */
+  async start(o: { variants?: Record<string, string> } = {}): Promise<void> {
     await this.seed();
+    for (const [name, words] of Object.entries(o.variants ?? {})) this.variants.set(name, await this.registerVariant(name, words));
     this.controller = new KumoProc('controller', ['controller', '--data', this.data, '--port', '0', '--listen', '127.0.0.1',
       '--log', join(this.data, 'logs', 'controller-e2e.log')]);
     this.url = await this.controller.waitForOutput(/REST: +(http:\/\/\S+)\/v1/, 60_000);
+    await this.startStorageNode(this.mainStorage);
     this.agentPort = await freePort();
     await this.startAgent();
+  }
+
+  private async registerVariant(name: string, words: string): Promise<string> {
+    const db = await openDb(`sqlite:${join(this.data, 'kumo.db')}`);
+    try {
+      const images = new Images(db);
+      images.setDataDir(this.data);
+      const dir = join(this.data, 'images', this.imageId);
+      const r = await images.register(SYSTEM, {
+        name, os: 'linux', kind: 'tiny', disk: join(dir, 'disk.raw'),
+        files: [{ name: 'vmlinux', path: join(dir, 'vmlinux') }, { name: 'initrd.img', path: join(dir, 'initrd.img') }],
+        boot: { kernel: 'vmlinux', initrd: 'initrd.img', append: `console=ttyS0 quiet ${words}` },
+      });
+      return r.imageId;
+    } finally {
+      await db.close();
+    }
+  }
+
+  storageDir(name: string): string { return name === this.mainStorage ? join(this.data, 'storage') : join(this.data, `storage-${name}`); }
+
+  /** Starts `kumo storage-node NAME` (same data dir, hence same id and port, every time) and waits until it is up. */
+  async startStorageNode(name: string, zone = this.zone): Promise<StorageNodeInfo> {
+    const previous = (await this.storageNodes()).find((n) => n.name === name);
+    const p = new KumoProc(`storage-node ${name}`, ['storage-node', '--controller', this.url, '--zone', zone, '--name', name, '--listen', '127.0.0.1:0',
+      '--data', this.storageDir(name), '--join-token-file', join(this.data, 'join-token'), '--log', join(this.data, 'logs', `storage-${name}.log`)]);
+    this.storage.set(name, p);
+    return waitFor(`storage node ${name} to be up`, async () => {
+      const n = (await this.storageNodes()).find((x) => x.name === name);
+      return n && n.status === 'up' && (!previous || n.lastSeen !== previous.lastSeen) ? n : null;
+    }, 30_000, 200);
+  }
+
+  /** Stops a storage node process: SIGTERM (orderly) or SIGKILL (a crash). */
+  async stopStorageNode(name: string, sig: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+    const p = this.storage.get(name);
+    if (!p) return;
+    if (sig === 'SIGKILL') await p.kill9();
+    else await p.stop();
+    this.storage.delete(name);
+  }
+
+  async storageNodes(): Promise<StorageNodeInfo[]> {
+    const r = await this.rest('admin', 'GET', '/storage-nodes');
+    if (r.status !== 200) throw new Error(`GET /storage-nodes: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body as StorageNodeInfo[];
+  }
+
+  async locations(volumeId: string): Promise<VolumeLocation[]> {
+    const r = await this.rest('admin', 'GET', `/volumes/${volumeId}`);
+    if (r.status !== 200) throw new Error(`GET /volumes/${volumeId}: ${r.status} ${JSON.stringify(r.body)}`);
+    return (r.body as { locations: VolumeLocation[] }).locations;
+  }
+
+  /** The VM's system volume id. */
+  async systemVolume(vmId: string): Promise<string> {
+    const r = await this.rest('tenant', 'GET', `/vms/${vmId}`);
+    if (r.status !== 200) throw new Error(`GET /vms/${vmId}: ${r.status} ${JSON.stringify(r.body)}`);
+    return (r.body as { disks: { slot: number; volumeId: string }[] }).disks.find((d) => d.slot === 0)!.volumeId;
   }
 
   /** `kumo up --driver sim` builds and registers tiny-linux into the store, then is stopped. */
@@ -237,6 +312,7 @@ export class QemuCloud {
       try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
       await waitGone(pid, join(this.vmDir(vmId), 'qemu.pid'), 10_000);
     }
+    for (const p of this.storage.values()) await p.stop().catch(() => undefined);
     await this.controller?.stop().catch(() => undefined);
     if (!keep) rmSync(this.data, { recursive: true, force: true });
   }

@@ -3,11 +3,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { makeResolver, type LocalResolver } from '../../src/agent/volumes.js';
+import { AgentStorage } from '../../src/agent/storage.js';
 import type { LaunchSpec } from '../../src/compute/driver.js';
 import { SimDriver } from '../../src/compute/sim/driver.js';
 import type { Services } from '../../src/services/index.js';
 import type { Principal } from '../../src/services/principal.js';
+import { StorageNodeServer } from '../../src/storage/node/index.js';
+import { silent } from '../helpers/db.js';
 import { InProcessCloud } from '../services/fixtures.js';
 
 export const run = promisify(execFile);
@@ -30,15 +32,20 @@ export function rawImage(path: string, mib: number, seed: number): string {
 }
 
 /**
- * The in-process cloud with an image store in a temp data dir, and an agent (sim driver) that
- * keeps volume files and an image cache in its own temp data dir and heartbeats every 200 ms.
+ * The in-process cloud with an image store in a temp data dir, a real storage node on 127.0.0.1
+ * (registered like `kumo storage-node` would), and an agent (sim compute driver) with the real
+ * volume frontend and image cache in its own temp data dir: a started VM's volumes are NBD exports
+ * on the agent's socket, readable with qemu-img while it "runs".
  */
 export class ImageCloud extends InProcessCloud {
   readonly dir: string;
   readonly controllerData: string;
   readonly agentData: string;
   readonly driver: RecordingSim;
-  resolver!: LocalResolver;
+  readonly nodeDir: string;
+  node: StorageNodeServer | null = null;
+  nodeId = '';
+  agentStorage!: AgentStorage;
 
   constructor(s: Services) {
     const dir = mkdtempSync(join(tmpdir(), 'kumo-images-'));
@@ -46,25 +53,30 @@ export class ImageCloud extends InProcessCloud {
     const driver = new RecordingSim({ bootMs: 20, shutdownMs: 20 });
     super(s, {
       driver, heartbeatMs: 200,
-      resolver: (controllerUrl) => (this.resolver = makeResolver({ dataDir: agentData, controllerUrl })),
+      storage: (controllerUrl) => (this.agentStorage = new AgentStorage({ dataDir: agentData, controllerUrl, log: silent })),
     });
     this.dir = dir;
     this.agentData = agentData;
     this.driver = driver;
     this.controllerData = join(dir, 'controller');
+    this.nodeDir = join(dir, 'storage');
   }
 
   override async start(hostName = 'local-1', zone = 'zone-i'): Promise<void> {
     this.s.images.setDataDir(this.controllerData);
+    this.node = new StorageNodeServer({ dir: this.nodeDir, token: 'not-registered-yet', host: '127.0.0.1', port: 0 });
+    const { port } = await this.node.start();
+    const r = await this.s.storageNodes.register(await this.s.hosts.joinToken(), { name: 'store-1', zone, host: '127.0.0.1', port, totalBytes: 100 * 1024 ** 3, freeBytes: 50 * 1024 ** 3 });
+    this.node.setToken(r.nodeToken);
+    this.nodeId = r.nodeId;
     await super.start(hostName, zone);
   }
-
-  volumeFile(volumeId: string): string { return join(this.agentData, 'volumes', `${volumeId}.raw`); }
 
   override finish(p: Principal, requestId: string, seconds = 30) { return super.finish(p, requestId, seconds); }
 
   override async stop(): Promise<void> {
     await super.stop();
+    await this.node?.stop();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -1,22 +1,26 @@
 /**
- * Images end to end with the sim driver: the controller's image store, restoreImage through the
- * request engine and the agent (image cache, volume files written with qemu-img), power-on with
- * the image's boot information resolved to files on the agent, placement pinned to the host that
- * holds a volume's file, and the heartbeat deleting files of deallocated volumes.
+ * Images end to end with the sim compute driver and real storage: the controller's image store,
+ * restoreImage through the request engine onto a volume on a storage node, power-on with the
+ * volume exported by the agent's frontend over NBD and the image's boot information resolved to
+ * files in the agent's image cache, createImageFromVolume (cloning by copy), and the deletion of a
+ * deallocated volume's objects.
  */
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { Fault } from '../../src/core/errors.js';
 import { sha256File } from '../../src/guest/hash.js';
 import type { Principal } from '../../src/services/principal.js';
-import { forEachDb, newTenant, until } from '../helpers/db.js';
-import { fault, registerDeadHosts } from '../services/fixtures.js';
+import { forEachDb, newTenant, silent } from '../helpers/db.js';
+import { fault } from '../services/fixtures.js';
+import { StorageReconciler } from '../../src/storage/controller/reconcile.js';
 import { ImageCloud, rawImage, run } from './fixtures.js';
 
 const GiB = 1024 ** 3;
+/** A VM type with a 1 GiB system disk: captures read (and hash) the whole volume. */
+const SMALL_DISK = 'be.1g';
 
 forEachDb('images and restoreImage', (env) => {
   let cloud: ImageCloud;
@@ -30,6 +34,7 @@ forEachDb('images and restoreImage', (env) => {
     t = await newTenant(s, 'acme');
     other = await newTenant(s, 'globex');
     admin = await newTenant(s, 'ops', {}, true);
+    await s.vmTypes.put(admin, [{ type: SMALL_DISK, vcpus: 1, memoryMiB: 256, systemDiskGiB: 1, resourceType: 'best-effort' }]);
     cloud = new ImageCloud(s);
     await cloud.start();
     work = mkdtempSync(join(tmpdir(), 'kumo-images-work-'));
@@ -80,48 +85,53 @@ forEachDb('images and restoreImage', (env) => {
     assert.equal(meta.sizeBytes, 4 * 1048576);
   });
 
-  it('restores an image onto the system volume: progress moves, the volume file holds the image at the volume\'s size', async () => {
+  /** `length` bytes of the volume at `offset`, read by the controller's own frontend. */
+  const readVolume = (volumeId: string, offset: number, length: number) => cloud.storage!.withSession(volumeId, (v) => v.read(offset, length));
+
+  it('restores an image onto the system volume on the storage node: progress moves, the volume holds the image, the rest reads zeros', async () => {
     const s = env.services;
-    const vm = await s.vms.allocate(t, { type: 'be.small', name: 'restored' });
+    const vm = await s.vms.allocate(t, { type: SMALL_DISK, name: 'restored' });
     const volumeId = (await s.vms.info(t, vm)).disks[0].volumeId;
     const req = await s.vms.restoreImage(t, vm, plain);
     assert.equal((await s.vms.status(t, vm)).requestId, req);
     const done = await cloud.finish(t, req);
     assert.equal(done.status, 'succeeded', JSON.stringify(done.error));
-    assert.deepEqual(done.result, { volumeId, imageId: plain, host: cloud.hostId });
+    assert.deepEqual(done.result, { volumeId, imageId: plain });
 
     const progress = (await env.db.k.selectFrom('events').select('data').where('kind', '=', 'request.progress').where('resource_id', '=', vm).execute())
       .map((e) => JSON.parse(e.data) as { requestId: string; progress: number; message: string }).filter((e) => e.requestId === req);
-    assert.ok(progress.some((e) => e.progress > 0 && e.progress < 100), JSON.stringify(progress));
-    assert.ok(progress.some((e) => /fetching the image/.test(e.message)) && progress.some((e) => /writing the disk/.test(e.message)), JSON.stringify(progress));
+    assert.ok(progress.some((e) => e.progress > 0 && e.progress < 100 && /writing four onto/.test(e.message)), JSON.stringify(progress));
     assert.deepEqual(progress.map((e) => e.progress), [...progress.map((e) => e.progress)].sort((a, b) => a - b), 'progress only moves forward');
 
-    const file = cloud.volumeFile(volumeId);
-    assert.equal(statSync(file).size, 10 * GiB);
-    assert.ok(statSync(file).blocks * 512 < 8 * 1048576, 'the volume file is sparse');
-    const cmp = await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', disk, file]);
-    assert.match(cmp.stdout, /Images are identical/);
-    const head = Buffer.alloc(4);
-    const fd = openSync(file, 'r');
-    readSync(fd, head, 0, 4, 2 * 1048576 - 2);
-    closeSync(fd);
-    assert.deepEqual(head, Buffer.from([0x42, 0x42, 0x43, 0x43]), 'the image\'s bytes, MiB by MiB');
-    const vol = await env.db.k.selectFrom('volumes').select(['image_id', 'local_host']).where('id', '=', volumeId).executeTakeFirstOrThrow();
-    assert.deepEqual(vol, { image_id: plain, local_host: cloud.hostId });
+    assert.deepEqual(await readVolume(volumeId, 0, 4 * 1048576), readFileSync(disk), 'the image\'s bytes, MiB by MiB');
+    assert.ok((await readVolume(volumeId, 4 * 1048576, 8 * 1048576)).every((b) => b === 0), 'past the image: zeros');
+    const locs = (await s.volumes.info(t, volumeId)).locations;
+    assert.deepEqual(locs.map((l) => [l.nodeId, l.outOfSync, l.syncing]), [[cloud.nodeId, 0, 0]]);
+    assert.equal(locs[0].inSync, 1, 'the image\'s non-zero MiBs fill one 4 MiB block; zero blocks stay unallocated');
+    const vol = await env.db.k.selectFrom('volumes').select('image_id').where('id', '=', volumeId).executeTakeFirstOrThrow();
+    assert.equal(vol.image_id, plain);
 
-    // Again with another image: the old content is gone, not overwritten in part.
+    // Something written further in, then a restore again: the old content is gone, not overwritten in part.
+    await cloud.storage!.withSession(volumeId, async (v) => { await v.write(300 * 1048576, Buffer.alloc(4096, 7), true); });
     const again = await cloud.finish(t, await s.vms.restoreImage(t, vm, booting));
     assert.equal(again.status, 'succeeded', JSON.stringify(again.error));
-    assert.match((await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', disk, file])).stdout, /identical/);
+    assert.ok((await readVolume(volumeId, 300 * 1048576, 4096)).every((b) => b === 0), 'the old write is gone');
+    assert.deepEqual(await readVolume(volumeId, 0, 4 * 1048576), readFileSync(disk));
 
-    // A firmware-boot image gives no kernel; the VM starts from its disk file.
+    // A firmware-boot image gives no kernel; the VM starts from its disk, exported by the agent over NBD.
     await cloud.finish(t, await s.vms.restoreImage(t, vm, plain));
     const on = await cloud.finish(t, await s.vms.powerOn(t, vm));
     assert.equal(on.status, 'succeeded', JSON.stringify(on.error));
     const launched = cloud.driver.launched.get(vm)!;
     assert.equal(launched.boot, undefined);
     assert.equal(launched.kernel, undefined);
-    assert.deepEqual(launched.disks.map((d) => d.source), [{ kind: 'file', path: file }]);
+    const socket = cloud.agentStorage.frontend.socket;
+    assert.deepEqual(launched.disks.map((d) => d.source), [{ kind: 'nbd', socket, export: volumeId }]);
+    // What QEMU would read: the agent's export, through qemu-img (QEMU's own NBD client).
+    const head = join(work, 'head.raw');
+    await run('qemu-img', ['dd', '-f', 'raw', '-O', 'raw', 'bs=1M', 'count=4', `if=nbd+unix:///${volumeId}?socket=${socket}`, `of=${head}`]);
+    assert.deepEqual(readFileSync(head), readFileSync(disk));
+    assert.equal((await s.blockMaps.leaseOf(volumeId))?.holder, cloud.hostId, 'the running VM\'s host holds the write lease');
 
     // Running: restoreImage is refused at submission, and by the handler should one be queued anyway.
     await fault(s.vms.restoreImage(t, vm, plain), Fault.INVALID_STATE, /stopped/);
@@ -129,11 +139,12 @@ forEachDb('images and restoreImage', (env) => {
     assert.equal(sneaked.status, 'failed');
     assert.equal((sneaked.error as { code: number }).code, Fault.INVALID_STATE);
     assert.equal((await cloud.finish(t, await s.vms.powerOff(t, vm, true))).status, 'succeeded');
+    assert.equal((await s.blockMaps.leaseOf(volumeId))?.holder ?? '', '', 'stopping the VM gave the lease back');
   });
 
-  it('powers on with direct kernel boot from the image\'s files, fetched into the agent\'s cache', async () => {
+  it('powers on with direct kernel boot from the image\'s files, fetched into the agent\'s cache; a blank data volume reads zeros', async () => {
     const s = env.services;
-    const vm = await s.vms.allocate(t, { type: 'be.small', name: 'kernel' });
+    const vm = await s.vms.allocate(t, { type: SMALL_DISK, name: 'kernel' });
     const vol = await s.volumes.allocate(t, { sizeGiB: 2, name: 'data' });
     await s.volumes.attach(t, vm, vol);
     assert.equal((await cloud.finish(t, await s.vms.restoreImage(t, vm, booting))).status, 'succeeded');
@@ -144,12 +155,10 @@ forEachDb('images and restoreImage', (env) => {
     assert.equal(launched.kernel!.append, 'console=ttyS0 quiet');
     assert.deepEqual(readFileSync(launched.kernel!.path), readFileSync(kernel));
     assert.deepEqual(readFileSync(launched.kernel!.initrd!), readFileSync(initrd));
-    // The blank data volume got a file of its size on first use, on the same host.
     const data = launched.disks.find((d) => d.volumeId === vol)!;
-    assert.deepEqual(data.source, { kind: 'file', path: cloud.volumeFile(vol) });
-    assert.equal(statSync(cloud.volumeFile(vol)).size, 2 * GiB);
-    const row = await env.db.k.selectFrom('volumes').select('local_host').where('id', '=', vol).executeTakeFirstOrThrow();
-    assert.equal(row.local_host, cloud.hostId);
+    assert.deepEqual(data.source, { kind: 'nbd', socket: cloud.agentStorage.frontend.socket, export: vol });
+    const info = await run('qemu-img', ['info', '--output=json', `nbd+unix:///${vol}?socket=${cloud.agentStorage.frontend.socket}`]);
+    assert.equal((JSON.parse(info.stdout) as { 'virtual-size': number })['virtual-size'], 2 * GiB);
     assert.equal((await cloud.finish(t, await s.vms.powerOff(t, vm, true))).status, 'succeeded');
   });
 
@@ -168,39 +177,47 @@ forEachDb('images and restoreImage', (env) => {
     assert.deepEqual(await s.requests.list(t, { resourceId: vm }), []);
   });
 
-  it('starts a VM only on the host holding its volume: NO_CAPACITY naming that host when it is down', async () => {
+  it('createImageFromVolume copies a stopped VM\'s disk into a private image that boots like its source; a VM restored from it reads the same bytes', async () => {
     const s = env.services;
-    const [dead] = await registerDeadHosts(s, 'zone-i', [{ name: 'far-away' }]);
-    await env.db.k.updateTable('hosts').set({ status: 'down' }).where('id', '=', dead).execute();
-    const vm = await s.vms.allocate(t, { type: 'be.small' });
+    const vm = await s.vms.allocate(t, { type: SMALL_DISK, name: 'source' });
     const volumeId = (await s.vms.info(t, vm)).disks[0].volumeId;
-    await env.db.k.updateTable('volumes').set({ local_host: dead }).where('id', '=', volumeId).execute();
-    const on = await cloud.finish(t, await s.vms.powerOn(t, vm));
-    assert.equal(on.status, 'failed');
-    assert.equal((on.error as { code: number }).code, Fault.NO_CAPACITY);
-    assert.match(on.message, new RegExp(`far-away \\(${dead}\\), which is down`));
-    const restore = await cloud.finish(t, await s.vms.restoreImage(t, vm, plain));
-    assert.equal((restore.error as { code: number }).code, Fault.NO_CAPACITY);
-    assert.equal((await s.vms.info(t, vm)).status, 'stopped');
-    await s.hosts.setMaintenance(admin, dead, true);
+    assert.equal((await cloud.finish(t, await s.vms.restoreImage(t, vm, booting))).status, 'succeeded');
+    await cloud.storage!.withSession(volumeId, async (v) => { await v.write(700 * 1048576 + 5, Buffer.from('written by the first VM'), true); });
+    await fault(s.volumes.submitCapture(other, volumeId, { name: 'stolen' }), Fault.NOT_FOUND);
+    await fault(s.volumes.submitCapture(t, volumeId, { name: 'bad name!' }), Fault.INVALID_PARAMS);
+    const cap = await cloud.finish(t, await s.volumes.submitCapture(t, volumeId, { name: 'source-copy' }));
+    assert.equal(cap.status, 'succeeded', JSON.stringify(cap.error));
+    const imageId = (cap.result as { imageId: string }).imageId;
+    assert.deepEqual((await s.images.list(t)).find((i) => i.imageId === imageId)?.name, 'source-copy');
+    assert.equal((await s.images.list(other)).some((i) => i.imageId === imageId), false, 'private to the tenant');
+    const meta = await s.images.agentMeta(imageId);
+    assert.deepEqual(meta.boot, { kernel: 'vmlinux', initrd: 'initrd.img', append: 'console=ttyS0 quiet' });
+    assert.equal(meta.sizeBytes, GiB);
+
+    const clone = await s.vms.allocate(t, { type: SMALL_DISK, name: 'clone' });
+    assert.equal((await cloud.finish(t, await s.vms.restoreImage(t, clone, imageId))).status, 'succeeded');
+    const cloneVol = (await s.vms.info(t, clone)).disks[0].volumeId;
+    assert.equal((await readVolume(cloneVol, 700 * 1048576 + 5, 23)).toString(), 'written by the first VM');
+    assert.deepEqual(await readVolume(cloneVol, 0, 4 * 1048576), readFileSync(disk));
+
+    // In use: refused.
+    assert.equal((await cloud.finish(t, await s.vms.powerOn(t, vm))).status, 'succeeded');
+    await fault(s.volumes.submitCapture(t, volumeId, { name: 'live' }), Fault.INVALID_STATE, /stop it first/);
+    assert.equal((await cloud.finish(t, await s.vms.powerOff(t, vm, true))).status, 'succeeded');
   });
 
-  it('deletes the agent\'s volume file within a few heartbeats of deallocateVm', async () => {
+  it('deallocateVm: the volume\'s objects are deleted on the storage node by the storage housekeeping', async () => {
     const s = env.services;
-    const vm = await s.vms.allocate(t, { type: 'be.small' });
+    const vm = await s.vms.allocate(t, { type: SMALL_DISK });
     const volumeId = (await s.vms.info(t, vm)).disks[0].volumeId;
     assert.equal((await cloud.finish(t, await s.vms.restoreImage(t, vm, plain))).status, 'succeeded');
-    const file = cloud.volumeFile(volumeId);
-    assert.ok(existsSync(file));
-    const keep = await s.vms.allocate(t, { type: 'be.small' });
-    assert.equal((await cloud.finish(t, await s.vms.restoreImage(t, keep, plain))).status, 'succeeded');
+    const files = () => cloud.node!.store.list();
+    const withIt = (await files()).length;
+    assert.ok(withIt > 0);
     await s.vms.deallocate(t, vm);
-    await until('the agent to delete the volume file', async () => !existsSync(file), 5000);
-    // Only that one: the other VM's volume stays.
-    await new Promise((r) => setTimeout(r, 500));
-    assert.ok(existsSync(cloud.volumeFile((await s.vms.info(t, keep)).disks[0].volumeId)));
-    // A store-identity file guards against deletions on a foreign store's word.
-    assert.equal(readFileSync(join(cloud.agentData, 'volumes', '.store-id'), 'utf8').trim(), await s.images.storeId());
-    await assert.rejects(cloud.resolver.storage.dropVolumes('another-store', [volumeId]), /belong to store/);
+    assert.ok((await s.blockMaps.garbage(cloud.nodeId)).length > 0, 'its objects are garbage now');
+    await new StorageReconciler(s, cloud.storage!.pool, silent).round();
+    assert.deepEqual(await s.blockMaps.garbage(cloud.nodeId), []);
+    assert.ok((await files()).length < withIt, 'objects deleted on the node');
   });
 });

@@ -3,15 +3,19 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { Agent } from '../../src/agent/server.js';
 import { AgentClient } from '../../src/agent/client.js';
 import { agentRoutes } from '../../src/api/agent-routes.js';
-import type { LaunchSpec, VmSpec } from '../../src/compute/driver.js';
+import { storageRoutes } from '../../src/api/storage-routes.js';
+import type { AgentStorage } from '../../src/agent/storage.js';
 import { SimDriver } from '../../src/compute/sim/driver.js';
 import { KumoError, faultName } from '../../src/core/errors.js';
 import { RequestEngine } from '../../src/requests/engine.js';
 import { powerHandlers } from '../../src/requests/handlers/power.js';
+import { captureHandlers } from '../../src/requests/handlers/capture.js';
+import { locationHandlers } from '../../src/requests/handlers/locations.js';
 import { restoreHandlers } from '../../src/requests/handlers/restore.js';
 import type { Services } from '../../src/services/index.js';
 import type { HostRegistration } from '../../src/services/hosts.js';
 import type { Principal } from '../../src/services/principal.js';
+import { ControllerStorage } from '../../src/storage/controller/sessions.js';
 import { silent } from '../helpers/db.js';
 
 /** Asserts that `p` fails with the contract fault `code` (and, optionally, a message matching `msg`). */
@@ -39,8 +43,8 @@ export async function registerDeadHosts(s: Services, zone: string, hosts: (Parti
 export interface CloudParts {
   driver?: SimDriver;
   heartbeatMs?: number;
-  /** Builds the agent's resolver once the controller's URL is known. */
-  resolver?: (controllerUrl: string) => (spec: VmSpec) => Promise<LaunchSpec>;
+  /** Builds the agent's storage (volumes over NBD) once the controller's URL is known; without it disks are pathless. */
+  storage?: (controllerUrl: string) => AgentStorage;
 }
 
 /**
@@ -51,6 +55,8 @@ export class InProcessCloud {
   private door: FastifyInstance | null = null;
   private agent: Agent | null = null;
   engine: RequestEngine | null = null;
+  /** The controller's own frontend (restores, relocations of stopped volumes). */
+  storage: ControllerStorage | null = null;
   hostId = '';
 
   constructor(protected readonly s: Services, private readonly parts: CloudParts = {}) {}
@@ -59,12 +65,13 @@ export class InProcessCloud {
     const door = Fastify({ logger: false });
     this.door = door;
     await door.register(async (x) => agentRoutes(x, this.s));
+    await door.register(async (x) => storageRoutes(x, this.s));
     await door.listen({ host: '127.0.0.1', port: 0 });
     const addr = door.server.address();
     const controllerUrl = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
     this.agent = new Agent({
       controllerUrl, joinToken: await this.s.hosts.joinToken(), zone, listen: { host: '127.0.0.1', port: 0 }, log: silent,
-      heartbeatMs: this.parts.heartbeatMs, resolveLaunch: this.parts.resolver?.(controllerUrl),
+      heartbeatMs: this.parts.heartbeatMs, storage: this.parts.storage?.(controllerUrl),
       hosts: [{ name: hostName, vcpus: 8, memoryMiB: 16384, architectures: ['x86_64', 'i686'], driver: this.parts.driver ?? new SimDriver({ bootMs: 20, shutdownMs: 20 }) }],
     });
     await this.agent.start();
@@ -74,7 +81,9 @@ export class InProcessCloud {
     const agents = new AgentClient({ timeoutMs: 10_000, attempts: 1 });
     this.engine = new RequestEngine(this.s.db, this.s.events, {
       ...powerHandlers({ db: this.s.db, events: this.s.events, agents, policy: this.s.policy, metrics: this.s.metrics, gracefulStopMs: 100 }),
-      ...restoreHandlers({ db: this.s.db, events: this.s.events, agents, policy: this.s.policy }),
+      ...restoreHandlers({ s: this.s, storage: this.storage = new ControllerStorage(this.s, `test-${hostName}`, silent) }),
+      ...locationHandlers({ s: this.s, agents, storage: this.storage }),
+      ...captureHandlers({ s: this.s, storage: this.storage }),
     }, silent, { owner: `test-${hostName}`, pollMs: 50 });
     this.s.requests.wake = this.engine.wake;
     await this.engine.start();
@@ -91,6 +100,7 @@ export class InProcessCloud {
   async stop(): Promise<void> {
     this.s.requests.wake = () => {};
     await this.engine?.stop();
+    await this.storage?.close();
     await this.agent?.stop();
     await this.door?.close();
     this.s.events.stop();

@@ -42,8 +42,12 @@ export const adminOperations = [
   }),
   op({
     ...admin, name: 'getStorageNodeList', summary: 'Storage nodes (admin)', params: [],
-    result: Type.Array(Type.Object({ nodeId: Type.String(), name: Type.String(), zone: Type.String(), status: Type.String() })),
-    rest: { method: 'GET', path: '/v1/storage-nodes' }, run: (s, p) => s.hosts.storageNodes(p),
+    // Byte counts pass 2^31: the XML-RPC codec sends them as <i8> (Python's client reads it).
+    result: Type.Array(Type.Object({
+      nodeId: Type.String(), name: Type.String(), zone: Type.String(), status: Type.String(), address: Type.String({ description: 'host:port of its block protocol' }),
+      totalBytes: Type.Integer(), freeBytes: Type.Integer(), lastSeen: Type.String(),
+    })),
+    rest: { method: 'GET', path: '/v1/storage-nodes' }, run: (s, p) => s.storageNodes.list(p),
   }),
   op({
     ...admin, name: 'createTenant', summary: 'Create a tenant (contract) with its quota (admin)',

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { op } from './types.js';
-import { Name, NodeId, RequestIdResult, Slot, Strict, True, VmId, VolumeId } from './schemas.js';
+import { Name, NodeId, RequestIdResult, Slot, Strict, Text, True, VmId, VolumeId } from './schemas.js';
 
 export const volumeOperations = [
   op({
@@ -49,5 +49,10 @@ export const volumeOperations = [
     name: 'removeVolumeLocation', summary: 'Remove a replica (refused for the last in-sync copy of any block) (async)', tag: 'Storage',
     params: [{ name: 'volumeId', schema: VolumeId }, { name: 'nodeId', schema: NodeId }], result: RequestIdResult,
     rest: { method: 'DELETE', path: '/v1/volumes/{volumeId}/locations/{nodeId}', status: 202, wrap: 'requestId' }, run: (s, p, a) => s.volumes.removeLocation(p, a.volumeId, a.nodeId),
+  }),
+  op({
+    name: 'createImageFromVolume', summary: 'Copy a volume that is not in use into a private image of its tenant, booting like the image it was restored from (async; kumo addition)', tag: 'Storage',
+    params: [{ name: 'volumeId', schema: VolumeId }, { name: 'image', schema: Strict({ name: Name, os: Type.Optional(Text(64)) }) }], result: RequestIdResult,
+    rest: { method: 'POST', path: '/v1/volumes/{volumeId}/image', status: 202, wrap: 'requestId' }, run: (s, p, a) => s.volumes.submitCapture(p, a.volumeId, a.image),
   }),
 ];

@@ -91,6 +91,9 @@ function cpuModel(spec: LaunchSpec, accel: Accel): string {
   return accel === 'kvm' ? 'host' : 'max';
 }
 
+/** Seconds QEMU holds a volume's I/O while the agent's NBD server is away. */
+export const NBD_RECONNECT_DELAY_S = 60;
+
 function blockdev(nodeName: string, source: DiskSource): string {
   if (source.kind === 'file') {
     return [
@@ -102,6 +105,9 @@ function blockdev(nodeName: string, source: DiskSource): string {
   return [
     'driver=nbd', `node-name=${nodeName}`, 'discard=unmap',
     'server.type=unix', `server.path=${escapeOpt(source.socket)}`, `export=${escapeOpt(source.export)}`,
+    // A restarting agent takes its NBD socket down for a moment: the guest's I/O waits and is
+    // replayed on reconnect instead of failing.
+    `reconnect-delay=${NBD_RECONNECT_DELAY_S}`,
     'cache.direct=on', 'cache.no-flush=off',
   ].join(',');
 }

@@ -1,7 +1,7 @@
-import { invalidState } from '../../core/errors.js';
+import { Fault, KumoError, invalidState } from '../../core/errors.js';
 import { agentFault, type AgentClient } from '../../agent/client.js';
 import type { BootSpec, VmSpec } from '../../compute/driver.js';
-import type { Arch, SchedulerPolicy } from '../../scheduler/index.js';
+import { place, type Arch, type SchedulerPolicy } from '../../scheduler/index.js';
 import type { Db } from '../../state/db.js';
 import { now } from '../../state/db.js';
 import type { HostRow, VmRow } from '../../state/schema.js';
@@ -9,7 +9,6 @@ import { capacitySnapshot } from '../../services/capacity.js';
 import type { Events } from '../../services/events.js';
 import type { Metrics } from '../../services/metrics.js';
 import type { Handler, RequestContext } from '../engine.js';
-import { chooseHost, claimVolumes, releaseVolumes } from './volume-host.js';
 
 export interface PowerDeps { db: Db; events: Events; agents: AgentClient; policy: SchedulerPolicy; metrics: Metrics; gracefulStopMs: number }
 
@@ -53,18 +52,21 @@ export function powerHandlers(d: PowerDeps): Record<string, Handler> {
   }
 
   /** Placement and the host reservation happen in one locked transaction so two controllers
-   * never fill the same capacity. A VM whose volumes already live on a host (interim local
-   * volumes) is placed there or nowhere; otherwise its volumes move in with it. */
-  async function placeVm(vm: VmRow): Promise<{ host: HostRow; claimed: string[] }> {
+   * never fill the same capacity. Volumes live on storage nodes, so any host can run the VM. */
+  async function placeVm(vm: VmRow): Promise<HostRow> {
     const t0 = process.hrtime.bigint();
-    const { hostId, claimed } = await d.db.k.transaction().execute(async (trx) => {
+    const hostId = await d.db.k.transaction().execute(async (trx) => {
       await d.db.lock(trx, 'placement');
-      const chosen = await chooseHost(trx, await capacitySnapshot(trx), vm, d.policy);
-      await trx.updateTable('vms').set({ host_id: chosen, updated_at: now() }).where('id', '=', vm.id).execute();
-      return { hostId: chosen, claimed: await claimVolumes(trx, vm.id, chosen) };
+      const r = place(await capacitySnapshot(trx), {
+        vmId: vm.id, tenantId: vm.tenant_id, vcpus: vm.vcpus, memoryMiB: vm.memory_mib,
+        resourceType: vm.resource_type as never, architecture: vm.architecture as Arch, zone: vm.zone_id,
+      }, d.policy);
+      if (!r.ok) throw new KumoError(Fault.NO_CAPACITY, r.reason);
+      await trx.updateTable('vms').set({ host_id: r.hostId, updated_at: now() }).where('id', '=', vm.id).execute();
+      return r.hostId;
     });
     d.metrics.schedulerSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
-    return { host: await hostRow(hostId), claimed };
+    return hostRow(hostId);
   }
 
   async function powerOn(ctx: RequestContext): Promise<unknown> {
@@ -73,10 +75,8 @@ export function powerHandlers(d: PowerDeps): Record<string, Handler> {
     await setVm(vm, { status: 'starting' });
     vm = await vmRow(vm.id);
     let host: HostRow;
-    let claimed: string[] = [];
     try {
-      if (vm.host_id) host = await hostRow(vm.host_id);
-      else ({ host, claimed } = await placeVm(vm));
+      host = vm.host_id ? await hostRow(vm.host_id) : await placeVm(vm);
     } catch (e) {
       await setVm(vm, { status: 'stopped', power: 'off', host_id: null });
       throw e;
@@ -87,7 +87,6 @@ export function powerHandlers(d: PowerDeps): Record<string, Handler> {
     } catch (e) {
       // Leave nothing half-started behind before giving the capacity back.
       await d.agents.stop(host, vm.id, { force: true, timeoutMs: 0 }).catch(() => {});
-      await releaseVolumes(d.db.k, claimed, host.id);
       await setVm(vm, { status: 'stopped', power: 'off', host_id: null });
       ctx.log.warn({ err: (e as Error).message }, 'agent failed to start the VM');
       throw agentFault(`starting ${vm.id}`, host, e);

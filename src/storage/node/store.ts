@@ -24,6 +24,7 @@ import { isObjectId } from '../blockmap/ids.js';
 import { NodeOpError } from './errors.js';
 import { canPunchHoles, punchHole } from './holes.js';
 import { silentLogger, type NodeLogger } from './log.js';
+import { isZero } from '../../core/zeros.js';
 
 export const DEFAULT_MAX_OBJECT_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MAX_OPEN_FILES = 256;
@@ -427,12 +428,4 @@ export class ObjectStore {
     this.counters.dirSyncs++;
     if (this.dirtyDirs.get(dir) === seen) this.dirtyDirs.delete(dir);
   }
-}
-
-function isZero(b: Buffer): boolean {
-  for (let at = 0; at < b.length; at += COPY_CHUNK) {
-    const n = Math.min(COPY_CHUNK, b.length - at);
-    if (!b.subarray(at, at + n).equals(ZERO_CHUNK.subarray(0, n))) return false;
-  }
-  return true;
 }

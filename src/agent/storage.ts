@@ -1,0 +1,53 @@
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { LaunchSpec, VmSpec } from '../compute/driver.js';
+import { AgentFrontend } from './frontend.js';
+import { ImageCache } from './images.js';
+
+export interface AgentStorageOptions {
+  /** The agent's data directory: the frontend in `frontend/`, image files in `images/`. */
+  dataDir: string;
+  controllerUrl: string;
+  log: Logger;
+}
+
+/**
+ * What a real (QEMU) host needs to turn the controller's spec into a launch: its volumes exported
+ * by the agent's frontend over NBD, and the image's kernel files from the agent's image cache.
+ */
+export class AgentStorage {
+  readonly images: ImageCache;
+  readonly frontend: AgentFrontend;
+  private token: () => string = () => '';
+
+  constructor(o: AgentStorageOptions) {
+    this.images = new ImageCache({ dir: join(o.dataDir, 'images'), controllerUrl: o.controllerUrl, token: () => this.token() });
+    this.frontend = new AgentFrontend({ dir: join(o.dataDir, 'frontend'), controllerUrl: o.controllerUrl, token: () => this.token(), log: o.log });
+  }
+
+  /** Called by the agent once registered: its node token authenticates both. */
+  bindToken(token: () => string): void { this.token = token; }
+
+  /** Opens the VM's volumes for `hostId` and resolves the boot files; a failure leaves nothing open. */
+  async launch(hostId: string, spec: VmSpec): Promise<LaunchSpec> {
+    await this.frontend.attach(hostId, spec.vmId, spec.disks.map((d) => d.volumeId));
+    try {
+      const disks = spec.disks.map((d) => ({ ...d, source: { kind: 'nbd' as const, socket: this.frontend.socket, export: d.volumeId } }));
+      if (!spec.boot) return { ...spec, disks };
+      const boot = spec.boot;
+      const meta = await this.images.meta(boot.imageId);
+      const file = async (name: string) => {
+        const f = meta.files.find((x) => x.name === name);
+        if (!f) throw new Error(`image ${boot.imageId} has no file ${name}`);
+        return this.images.ensure(boot.imageId, f);
+      };
+      return {
+        ...spec, disks,
+        kernel: { path: await file(boot.kernel), ...(boot.initrd ? { initrd: await file(boot.initrd) } : {}), append: boot.append ?? '' },
+      };
+    } catch (e) {
+      await this.frontend.detach(spec.vmId);
+      throw e;
+    }
+  }
+}
