@@ -1,7 +1,7 @@
 /**
  * `kumo vol nodes|locations|add-location|remove-location` against `kumo up` plus a second
  * `kumo storage-node`: a volume written through `kumo vol export` moves from the first node to
- * the second with the data intact, and the first node then deletes its copy.
+ * the second with the data intact, and the controller then deletes the first node's copy.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
@@ -52,7 +52,7 @@ describe('kumo vol locations', () => {
     if (scratch) await rm(scratch, { recursive: true, force: true });
   });
 
-  it('moves a volume to another storage node with its data, and the old node deletes its copy', async (t) => {
+  it('moves a volume to another storage node with its data, and the controller deletes the old node\'s copy', async (t) => {
     // Three blocks of data, written through an export (which is then closed: the lease goes back),
     // while `kumo up`'s storage node is the only one: the volume is placed there alone.
     const r = await rest(cloud, 'tenant', 'POST', '/volumes', { sizeGiB: 1 });
@@ -106,7 +106,8 @@ describe('kumo vol locations', () => {
     assert.doesNotMatch(stdout, /fail/i, stdout);
     assert.equal(await ex2.stop(), 0);
 
-    // The first node deletes the objects at its next heartbeats (`kumo up`'s storage node keeps them in DATA/storage).
+    // The controller's StorageReconciler (every 3 s in `kumo up`) then deletes the objects the removed
+    // location left on the first node (`kumo up`'s storage node keeps them in DATA/storage).
     while (await files(join(cloud.data, 'storage', 'objects')) > 0) await sleep(200);
     assert.equal(await files(join(scratch, 'sn2', 'objects')), 3);
     assert.equal(await second.stop(), 0);

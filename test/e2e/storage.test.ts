@@ -11,8 +11,9 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { waitFor } from '../api/support.js';
-import { BOOT_MS, QemuCloud, say, type RequestInfo, type VolumeLocation } from './support.js';
+import { KumoProc, waitFor } from '../api/support.js';
+import { run } from '../images/fixtures.js';
+import { BOOT_MS, QemuCloud, SMALL_DISK_TYPE, say, type RequestInfo, type VolumeLocation } from './support.js';
 
 const cloud = new QemuCloud('kumo-e2e-storage-');
 const COUNTER_IMAGE = 'tiny-counter';
@@ -69,11 +70,20 @@ describe('UKAI volumes end to end (QEMU guest, three storage nodes)', { timeout:
   });
 
   it('a guest boots from a kumo volume with two replicas (NBD from the agent) and writes to it', { timeout: 400_000 }, async () => {
-    vmA = await cloud.allocate('be.small', 'writer');
+    vmA = await cloud.allocate(SMALL_DISK_TYPE, 'writer');
     volA = await cloud.systemVolume(vmA);
     const placed = await cloud.locations(volA);
     assert.equal(placed.length, 2, `two locations by default with three nodes up: ${JSON.stringify(placed)}`);
     await cloud.run(vmA, 'restore-image', { imageId: cloud.variants.get(COUNTER_IMAGE) });
+    // Data the guest never touches (past its file system), written by an operator's tool through
+    // `kumo vol export`: blocks that must not be copied again when a replica is resynced.
+    const exp = new KumoProc('vol export', ['vol', 'export', volA, '--data', cloud.data]);
+    try {
+      const uri = await exp.waitForOutput(/^(nbd\S+)$/m, 30_000);
+      await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 512M 32M', uri]);
+    } finally {
+      await exp.stop();
+    }
     await cloud.run(vmA, 'power-on');
     assert.equal(await cloud.waitBoot(vmA, 1), 1);
     const n = await counterPast(vmA, 5);
@@ -156,7 +166,7 @@ describe('UKAI volumes end to end (QEMU guest, three storage nodes)', { timeout:
     const done = await cloud.wait((cap.body as { requestId: string }).requestId);
     assert.equal(done.status, 'succeeded', JSON.stringify(done));
     const imageId = (done.result as { imageId: string }).imageId;
-    const vmB = await cloud.allocate('be.small', 'clone');
+    const vmB = await cloud.allocate(SMALL_DISK_TYPE, 'clone');
     await cloud.run(vmB, 'restore-image', { imageId });
     await cloud.run(vmB, 'power-on');
     // Its disk is the first VM's: the boot count and the counter go on from there.

@@ -12,7 +12,7 @@
  * agent child by the pid /proc lists for it, and the QEMUs by the pids in the agent's run
  * directories (`<agent data>/vms/<vmId>/qemu.pid`, checked against /proc/PID/cmdline).
  */
-import { readdirSync, readFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -26,6 +26,8 @@ import { openDb } from '../../src/state/db.js';
 
 export const BOOT_MS = 240_000; // a TCG boot on two loaded cores can take minutes; this is a wait, not a measure
 export const TINY_IMAGE = 'tiny-linux';
+/** A VM type the e2e controller adds: a 1 GiB system disk, so whole-volume copies stay short. */
+export const SMALL_DISK_TYPE = 'be.1g';
 
 export interface RequestInfo {
   requestId: string; method: string; resourceId: string; status: string; progress: number; message: string; result: unknown;
@@ -86,7 +88,8 @@ export class QemuCloud {
   async start(o: { variants?: Record<string, string> } = {}): Promise<void> {
     await this.seed();
     for (const [name, words] of Object.entries(o.variants ?? {})) this.variants.set(name, await this.registerVariant(name, words));
-    this.controller = new KumoProc('controller', ['controller', '--data', this.data, '--port', '0', '--listen', '127.0.0.1',
+    writeFileSync(join(this.data, 'vm-types.json'), JSON.stringify([{ type: SMALL_DISK_TYPE, vcpus: 1, memoryMiB: 256, systemDiskGiB: 1, resourceType: 'best-effort' }]));
+    this.controller = new KumoProc('controller', ['controller', '--data', this.data, '--port', '0', '--listen', '127.0.0.1', '--vm-types', join(this.data, 'vm-types.json'),
       '--log', join(this.data, 'logs', 'controller-e2e.log')]);
     this.url = await this.controller.waitForOutput(/REST: +(http:\/\/\S+)\/v1/, 60_000);
     await this.startStorageNode(this.mainStorage);

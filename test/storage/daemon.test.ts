@@ -4,7 +4,6 @@
  * storage routes (wire.ts) and records what the daemon sends; the block service is real.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { readFile, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -26,13 +25,11 @@ class StubController {
   app: FastifyInstance = Fastify({ logger: false });
   url = '';
   registers: StorageRegisterBody[] = [];
-  heartbeats: { token: string; body: StorageHeartbeatBody & { garbageDone?: string[] } }[] = [];
+  heartbeats: { token: string; body: StorageHeartbeatBody }[] = [];
   /** name → [nodeId, token]: registering again under a name keeps both. */
   readonly nodes = new Map<string, [string, string]>();
   /** Registrations answered 503 before one succeeds. */
   failRegisters = 0;
-  /** Objects the next heartbeat answer names as garbage. */
-  garbage: string[] = [];
   /** While set, registrations wait for it. */
   hold: Promise<void> | null = null;
   private waiters: { kind: 'register' | 'heartbeat'; resolve: () => void }[] = [];
@@ -52,12 +49,10 @@ class StubController {
     });
     this.app.post(STORAGE_PATHS.heartbeat, async (req, reply) => {
       const token = bearer(req.headers.authorization);
-      this.heartbeats.push({ token, body: req.body as StorageHeartbeatBody & { garbageDone?: string[] } });
+      this.heartbeats.push({ token, body: req.body as StorageHeartbeatBody });
       this.wake('heartbeat');
       if (![...this.nodes.values()].some(([, t]) => t === token)) return reply.code(401).send({ error: 'unknown node token; register again' });
-      const garbage = this.garbage;
-      this.garbage = [];
-      return { garbage };
+      return {};
     });
     await this.app.listen({ host: '127.0.0.1', port: 0 });
     const a = this.app.server.address();
@@ -147,28 +142,6 @@ describe('StorageNodeDaemon', () => {
     while (!ctl.heartbeats.some((h) => h.token === 'token-rotated')) await ctl.next('heartbeat');
     await serves(d.port, 'token-rotated');
     assert.notEqual(first, 'token-rotated');
-  });
-
-  it('deletes the garbage a heartbeat answer names, and reports it gone in a later one', async (t) => {
-    const ctl = await new StubController().start(t);
-    const dir = await dataDir(t);
-    const d = daemon(t, { dataDir: dir, controllerUrl: ctl.url });
-    await d.start();
-    const c = await StorageNodeClient.connect({ host: '127.0.0.1', port: d.port, token: d.identity.token!, timeoutMs: 5000 });
-    t.after(() => c.close());
-    const [junk, keep] = [newObjectId(), newObjectId()];
-    for (const id of [junk, keep]) await c.write(id, 0, Buffer.from('data'), { fua: true });
-    const file = (id: string) => join(dir, 'objects', id.slice(0, 2), id);
-    assert.ok(existsSync(file(junk)));
-    ctl.garbage = [junk, 'not-an-object-id'];
-    while (!ctl.heartbeats.some((h) => h.body.garbageDone?.includes(junk))) await ctl.next('heartbeat');
-    assert.equal(existsSync(file(junk)), false);
-    assert.ok(existsSync(file(keep)));
-    assert.equal((await c.read(keep, 0, 4)).toString(), 'data');
-    // Reported once: the heartbeats after the one that carried it do not repeat it.
-    const n = ctl.heartbeats.length;
-    await ctl.next('heartbeat');
-    assert.equal(ctl.heartbeats.slice(n).some((h) => h.body.garbageDone?.includes(junk)), false);
   });
 
   it('a restart keeps name, id and port, and serves with the saved token before the controller answers', async (t) => {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import Fastify from 'fastify';
 import { Fault, KumoError } from '../../src/core/errors.js';
-import { ControllerUnreachable, HttpMapSource, type MapAuth } from '../../src/storage/frontend/http-map.js';
+import { ControllerUnreachable, HttpMapSource, MAX_CALL_ENTRIES, type MapAuth } from '../../src/storage/frontend/http-map.js';
 import { LeaseHeld, LeaseLost } from '../../src/storage/frontend/map.js';
 import { STORAGE_PATHS } from '../../src/storage/wire.js';
 import { Cloud, rest } from '../helpers/cloud.js';
@@ -22,8 +22,8 @@ describe('HttpMapSource with the controller', () => {
 
   const admin = (): MapAuth => ({ bearer: cloud.creds.admin.key });
   const source = (holder = `export:t${++n}`, auth = admin()) => new HttpMapSource({ controllerUrl: cloud.url, holder, auth });
-  async function volume(): Promise<string> {
-    const r = await rest(cloud, 'tenant', 'POST', '/volumes', { sizeGiB: 1 });
+  async function volume(sizeGiB = 1): Promise<string> {
+    const r = await rest(cloud, 'tenant', 'POST', '/volumes', { sizeGiB });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     return (r.body as { volumeId: string }).volumeId;
   }
@@ -62,6 +62,42 @@ describe('HttpMapSource with the controller', () => {
     const taken = await b.open(vol);
     assert.ok(taken.epoch > again.epoch);
     await b.release(vol, taken.epoch);
+  });
+
+  it('splits allocate, update and discard of more entries than one body may carry into several calls', async () => {
+    // 64 GiB of 4 MiB blocks: 16384 blocks, two calls' worth.
+    const vol = await volume(64);
+    const a = source();
+    const map = await a.open(vol);
+    const count = map.sizeBytes / map.blockSize;
+    assert.equal(count, 16384);
+    assert.ok(count > MAX_CALL_ENTRIES);
+    const node = map.locations[0];
+    const all = Array.from({ length: count }, (_, i) => i);
+
+    // One call with every change would be refused: its body is over the controller's 1 MiB.
+    const whole = await fetch(cloud.url.replace(/\/+$/, '').replace(/\/v1$/, '') + STORAGE_PATHS.update(vol), {
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${cloud.creds.admin.key}` },
+      body: JSON.stringify({ holder: a.holder, epoch: map.epoch, changes: all.map((block) => ({ block, nodeId: node, state: 'out-of-sync' })) }),
+    });
+    await whole.text();
+    assert.equal(whole.status, 413);
+
+    const entries = await a.allocate(vol, map.epoch, all);
+    assert.deepEqual(entries.map((e) => e.block), all);
+    assert.equal(new Set(entries.map((e) => e.objectId)).size, count);
+    await a.update(vol, map.epoch, all.map((block) => ({ block, nodeId: node, state: 'out-of-sync' as const })));
+    await a.release(vol, map.epoch);
+
+    const again = await a.open(vol);
+    assert.equal(again.blocks.length, count);
+    assert.ok(again.blocks.every((e) => e.replicas.length === 1 && e.replicas[0].nodeId === node && e.replicas[0].state === 'out-of-sync'));
+    assert.deepEqual(new Set(again.blocks.map((e) => e.objectId)), new Set(entries.map((e) => e.objectId)));
+    await a.discard(vol, again.epoch, all);
+    await a.release(vol, again.epoch);
+    const last = await a.open(vol);
+    assert.deepEqual(last.blocks, []);
+    await a.release(vol, last.epoch);
   });
 
   it('faults arrive as KumoError with the controller\'s code and detail', async () => {

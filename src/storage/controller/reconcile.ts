@@ -4,8 +4,9 @@ import type { NodePool } from '../frontend/pool.js';
 
 /** Objects deleted per node per round: bounded so one huge deallocation does not stall the loop. */
 const GARBAGE_BATCH = 512;
-/** A (volume, node) whose resync failed is not tried again before this. */
-const RESYNC_BACKOFF_MS = 30_000;
+/** A (volume, node) still stale after a resync request waits this long before the next, doubling up to the max: a node that just died still looks up for a while. */
+const RESYNC_BACKOFF_MS = 2_000;
+const RESYNC_BACKOFF_MAX_MS = 60_000;
 
 /**
  * The controller's storage housekeeping, every few seconds: storage nodes that stopped
@@ -17,7 +18,7 @@ const RESYNC_BACKOFF_MS = 30_000;
 export class StorageReconciler {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
-  private readonly tried = new Map<string, number>();
+  private readonly tried = new Map<string, { at: number; waitMs: number }>();
 
   constructor(private readonly s: Services, private readonly pool: NodePool, private readonly log: Logger, private readonly everyMs = 3000) {}
 
@@ -55,14 +56,17 @@ export class StorageReconciler {
 
   private async resync(): Promise<void> {
     const now = Date.now();
+    const stale = new Set<string>();
     for (const { volumeId, nodeId } of await this.s.blockMaps.needsResync()) {
       const key = `${volumeId}/${nodeId}`;
-      if (now - (this.tried.get(key) ?? 0) < RESYNC_BACKOFF_MS) continue;
-      this.tried.set(key, now);
+      stale.add(key);
+      const last = this.tried.get(key);
+      if (last && now - last.at < last.waitMs) continue;
+      this.tried.set(key, { at: now, waitMs: last ? Math.min(RESYNC_BACKOFF_MAX_MS, last.waitMs * 2) : RESYNC_BACKOFF_MS });
       const requestId = await this.s.volumes.submitSync(volumeId, nodeId);
       if (requestId) this.log.info({ volumeId, nodeId, requestId }, 'stale replicas on a node that is up: resync requested');
     }
-    for (const [k, at] of this.tried) if (now - at > RESYNC_BACKOFF_MS * 10) this.tried.delete(k);
+    for (const k of this.tried.keys()) if (!stale.has(k)) this.tried.delete(k);
   }
 
   async stop(): Promise<void> {

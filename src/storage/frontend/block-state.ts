@@ -15,6 +15,8 @@ export interface LiveReplica {
   durable: ReplicaState;
   /** Being removed (removeLocation): neither reads nor writes go there until it is gone or restored. */
   detached: boolean;
+  /** A write skipped it while detached: if the removal is refused, it is out-of-sync. */
+  missed: boolean;
 }
 
 export class BlockState {
@@ -24,7 +26,7 @@ export class BlockState {
   readonly replicas: LiveReplica[];
 
   constructor(readonly block: number, readonly objectId: string, replicas: readonly Replica[]) {
-    this.replicas = replicas.map((r) => ({ nodeId: r.nodeId, state: r.state, durable: r.state, detached: false }));
+    this.replicas = replicas.map((r) => ({ nodeId: r.nodeId, state: r.state, durable: r.state, detached: false, missed: false }));
   }
 
   static of(e: BlockEntry): BlockState {

@@ -6,12 +6,27 @@
  * "lost"}` → LeaseLost, problem+json → KumoError with its fault code. Every call is idempotent on
  * the controller's side (wire.ts), so a call whose answer never arrived (network error, timeout)
  * is sent again a few times before the error reaches the caller.
+ *
+ * The controller takes bodies of at most 1 MiB (api/server.ts), a MapSource call up to 65536
+ * entries: allocate, update and discard go as calls of at most MAX_CALL_ENTRIES entries each, one
+ * after the other under the same epoch. Not atomic as a whole, but each call is idempotent and the
+ * session only reports success once every part has succeeded.
  */
 import { Fault, KumoError, type FaultCode } from '../../core/errors.js';
 import {
   STORAGE_PATHS, type AddLocationReply, type AllocateBody, type AllocateReply, type DiscardBody, type FrontendBody, type LocationBody, type OpenReply, type UpdateBody,
 } from '../wire.js';
 import { LeaseHeld, LeaseLost, type BlockEntry, type MapSource, type NodeAddress, type ReplicaChange, type VolumeMap } from './map.js';
+
+/** Entries per call: a replica change is at most ~120 bytes of JSON (a 64-character node id), so 8192 keep a body under 1 MiB. */
+export const MAX_CALL_ENTRIES = 8192;
+
+/** `a` in slices of at most `n`; an empty `a` is one empty slice (the call still checks the lease). */
+function slices<T>(a: T[], n = MAX_CALL_ENTRIES): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i === 0 || i < a.length; i += n) out.push(a.slice(i, i + n));
+  return out;
+}
 
 export type MapAuth = { bearer: string } | { basic: { user: string; key: string } };
 
@@ -57,18 +72,26 @@ export class HttpMapSource implements MapSource {
   }
 
   async allocate(volumeId: string, epoch: number, blocks: number[]): Promise<BlockEntry[]> {
-    const body: AllocateBody = { ...this.body(epoch), blocks };
-    return (await this.call<AllocateReply>(volumeId, epoch, STORAGE_PATHS.allocate(volumeId), body)).blocks;
+    const entries: BlockEntry[] = [];
+    for (const part of slices(blocks)) {
+      const body: AllocateBody = { ...this.body(epoch), blocks: part };
+      entries.push(...(await this.call<AllocateReply>(volumeId, epoch, STORAGE_PATHS.allocate(volumeId), body)).blocks);
+    }
+    return entries;
   }
 
   async update(volumeId: string, epoch: number, changes: ReplicaChange[]): Promise<void> {
-    const body: UpdateBody = { ...this.body(epoch), changes };
-    await this.call(volumeId, epoch, STORAGE_PATHS.update(volumeId), body);
+    for (const part of slices(changes)) {
+      const body: UpdateBody = { ...this.body(epoch), changes: part };
+      await this.call(volumeId, epoch, STORAGE_PATHS.update(volumeId), body);
+    }
   }
 
   async discard(volumeId: string, epoch: number, blocks: number[]): Promise<void> {
-    const body: DiscardBody = { ...this.body(epoch), blocks };
-    await this.call(volumeId, epoch, STORAGE_PATHS.discard(volumeId), body);
+    for (const part of slices(blocks)) {
+      const body: DiscardBody = { ...this.body(epoch), blocks: part };
+      await this.call(volumeId, epoch, STORAGE_PATHS.discard(volumeId), body);
+    }
   }
 
   async addLocation(volumeId: string, epoch: number, nodeId: string): Promise<NodeAddress> {

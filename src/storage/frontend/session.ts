@@ -71,6 +71,8 @@ export class VolumeSession implements BlockBackend {
   private readonly allocator: Allocator;
   private readonly lease: LeaseKeeper;
   private readonly syncs = new Map<string, { abort: AbortController; done: Promise<unknown> }>();
+  /** Nodes whose removal is under way; each resolves once the map took or refused it. */
+  private readonly removing = new Map<string, Promise<void>>();
   /** Why I/O fails now (fenced, lease lapsed, closed); null while it works. Checked first by every request. */
   private down: BlockError | null = null;
   private fenced = false;
@@ -99,7 +101,10 @@ export class VolumeSession implements BlockBackend {
     this.allocator = new Allocator(this.queue, (entries) => {
       for (const e of entries) {
         if (this.blocks.has(e.block)) continue;
-        this.blocks.set(e.block, BlockState.of(e));
+        const st = BlockState.of(e);
+        this.blocks.set(e.block, st);
+        // Placed on a location being removed: no write may land there after the map dropped it.
+        for (const r of st.replicas) if (this.removing.has(r.nodeId)) r.detached = true;
         for (const r of e.replicas) if (!this.pool.address(r.nodeId)) this.log.warn({ volumeId: this.volumeId, node: r.nodeId }, 'block placed on a storage node whose address is unknown here');
       }
     });
@@ -251,8 +256,12 @@ export class VolumeSession implements BlockBackend {
     }
     const targets: LiveReplica[] = [];
     const sent: Promise<unknown>[] = [];
+    let removal: string | null = null;
     for (const r of reps) {
-      if (!isWriteTarget(r)) continue;
+      if (!isWriteTarget(r)) {
+        if (r.detached && r.state !== 'out-of-sync') { r.missed = true; removal = r.nodeId; }
+        continue;
+      }
       targets.push(r);
       sent.push(this.send(op, r.nodeId, st, off, data, length, fua));
     }
@@ -271,6 +280,9 @@ export class VolumeSession implements BlockBackend {
       }
       for (let i = 0; i < errs.length; i++) if (errs[i] !== null) this.markFailed(st, targets[i], errs[i]);
     }
+    // A replica being removed missed this write: if the map refuses the removal, the replica is
+    // stale, and must be recorded so before this write is acknowledged.
+    if (removal !== null) await this.removing.get(removal);
     if (st.mapAhead) await this.commitFor(st);
   }
 
@@ -461,7 +473,7 @@ export class VolumeSession implements BlockBackend {
       if (!this.locs.includes(nodeId)) this.locs.push(nodeId);
       // As the map did: every block allocated so far gets an out-of-sync replica there.
       for (const st of this.blocks.values()) {
-        if (!st.replica(nodeId)) st.replicas.push({ nodeId, state: 'out-of-sync', durable: 'out-of-sync', detached: false });
+        if (!st.replica(nodeId)) st.replicas.push({ nodeId, state: 'out-of-sync', durable: 'out-of-sync', detached: false, missed: false });
       }
     });
     this.log.info({ volumeId: this.volumeId, node: nodeId }, 'location added; copying its blocks');
@@ -493,11 +505,14 @@ export class VolumeSession implements BlockBackend {
   }
 
   /**
-   * UKAI remove_location: writes stop going there, the writes in flight end, then the map drops
-   * the location — which it refuses while the node holds the last in-sync copy of any block.
+   * UKAI remove_location: writes stop going there (in memory), the writes in flight to it end, then
+   * the map drops the location — which it refuses while the node holds the last in-sync copy of
+   * any block. Refused: the node takes writes again, and its replicas that missed one while
+   * detached are out-of-sync (a sync brings them back).
    */
   async removeLocation(nodeId: string): Promise<void> {
     if (this.down) throw this.down;
+    if (this.removing.has(nodeId)) throw invalidState(`${nodeId} is already being removed from ${this.volumeId}`);
     const running = this.syncs.get(nodeId);
     if (running) {
       running.abort.abort(new Error(`location ${nodeId} is being removed`));
@@ -510,13 +525,14 @@ export class VolumeSession implements BlockBackend {
       if (rs.length > 0 && rs.every((r) => r.nodeId === nodeId)) last++;
     }
     if (last > 0) throw invalidState(`${nodeId} holds the last in-sync copy of ${last} blocks of ${this.volumeId}; sync another location first`);
-    const detached: LiveReplica[] = [];
+    let settle!: () => void;
+    this.removing.set(nodeId, new Promise<void>((r) => (settle = r)));
     for (const st of this.blocks.values()) {
       const r = st.replica(nodeId);
-      if (r && !r.detached) { r.detached = true; detached.push(r); }
+      if (r) { r.detached = true; r.missed = false; }
     }
-    await this.slot(nodeId).idle();
     try {
+      await this.slot(nodeId).idle();
       await this.queue.run(async (m) => {
         await m.removeLocation(nodeId);
         for (const st of this.blocks.values()) {
@@ -527,8 +543,24 @@ export class VolumeSession implements BlockBackend {
         if (at >= 0) this.locs.splice(at, 1);
       });
     } catch (e) {
-      for (const r of detached) r.detached = false;
+      let missed = 0;
+      for (const st of this.blocks.values()) {
+        const r = st.replica(nodeId);
+        if (!r) continue;
+        if (r.missed && r.state !== 'out-of-sync') {
+          r.state = 'out-of-sync';
+          this.changes.add(st, nodeId);
+          missed++;
+        }
+        r.detached = r.missed = false;
+      }
+      // The writes waiting on this commit it themselves if this fails (and fail with EIO then).
+      if (missed > 0) await this.changes.commit().catch(() => {});
+      this.log.warn({ volumeId: this.volumeId, node: nodeId, missed, err: why(e) }, 'location not removed; it takes writes again');
       throw e;
+    } finally {
+      this.removing.delete(nodeId);
+      settle();
     }
     // Its objects are garbage now: nothing there needs flushing.
     this.slots.get(nodeId)?.takeDirty();

@@ -3,7 +3,8 @@
  * to the controller. It registers with the cluster's join token (retrying while the controller
  * cannot be reached: a node may start before its controller), serves with the node token it got,
  * and heartbeats its address and free space; a controller that no longer knows the token (401)
- * gets a fresh registration.
+ * gets a fresh registration. Objects nothing refers to any more are deleted by the controller
+ * (storage/controller/reconcile.ts), through the block service like any other client.
  *
  * `DIR/node.json` keeps what must survive a restart: the name (so the node registers again as
  * itself and keeps its id), the port (frontends cache the address, so a restart with `--listen`
@@ -13,7 +14,6 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { hostname, networkInterfaces } from 'node:os';
 import { basename, join, resolve } from 'node:path';
-import { isObjectId } from '../blockmap/ids.js';
 import { STORAGE_PATHS, type StorageHeartbeatBody, type StorageRegisterBody, type StorageRegisterReply } from '../wire.js';
 import { silentLogger, type NodeLogger } from './log.js';
 import { StorageNodeServer } from './server.js';
@@ -45,16 +45,6 @@ export class RegistrationRefused extends Error {
   }
 }
 
-/**
- * The controller's heartbeat answer names objects of this node nothing refers to any more; the
- * node deletes them and says so in a later heartbeat (additions to wire.ts, as the controller's
- * storage routes define them).
- */
-type HeartbeatBody = StorageHeartbeatBody & { garbageDone?: string[] };
-interface HeartbeatReply { garbage?: unknown[] }
-/** The controller takes at most this many in one heartbeat. */
-const MAX_GARBAGE_DONE = 10_000;
-
 const WILDCARDS = new Set(['', '0.0.0.0', '::', '[::]']);
 
 /** Stable per data directory, and a valid name anywhere: letters, digits, `.`, `_`, `-`. */
@@ -78,9 +68,6 @@ export class StorageNodeDaemon {
   private readonly stopping = new AbortController();
   private timer: NodeJS.Timeout | null = null;
   private beat: Promise<void> = Promise.resolve();
-  /** Objects deleted as garbage and not yet reported. */
-  private readonly garbageDone = new Set<string>();
-  private hurry = false;
   private readonly log: NodeLogger;
   private readonly file: string;
 
@@ -192,21 +179,15 @@ export class StorageNodeDaemon {
   /** One heartbeat after the other (never two at once, nor one during a re-registration). */
   private schedule(): void {
     if (this.stopping.signal.aborted) return;
-    // Garbage comes in batches: while there is some, the next heartbeat reports it gone and fetches more sooner.
-    const ms = this.hurry ? Math.min(100, this.o.heartbeatMs ?? 5000) : this.o.heartbeatMs ?? 5000;
     this.timer = setTimeout(() => {
       this.beat = this.heartbeat().finally(() => this.schedule());
-    }, ms);
+    }, this.o.heartbeatMs ?? 5000);
     this.timer.unref();
   }
 
   private async heartbeat(): Promise<void> {
-    this.hurry = false;
     try {
-      const done = [...this.garbageDone].slice(0, MAX_GARBAGE_DONE);
-      const body: HeartbeatBody = {
-        nodeId: this.identity.nodeId!, host: this.host, port: this.server!.port, ...(await this.space()), ...(done.length ? { garbageDone: done } : {}),
-      };
+      const body: StorageHeartbeatBody = { nodeId: this.identity.nodeId!, host: this.host, port: this.server!.port, ...(await this.space()) };
       const res = await this.post(STORAGE_PATHS.heartbeat, this.identity.token ?? '', body);
       const text = await res.text();
       // A controller that lost our token (restored store, another controller) gets a fresh registration.
@@ -215,32 +196,10 @@ export class StorageNodeDaemon {
         await this.register();
         return;
       }
-      if (!res.ok) {
-        this.log.warn({ status: res.status, err: detailOf(text) }, 'the controller refused a heartbeat');
-        return;
-      }
-      for (const id of done) this.garbageDone.delete(id);
-      const garbage = (JSON.parse(text || '{}') as HeartbeatReply).garbage;
-      if (Array.isArray(garbage) && garbage.length) await this.collect(garbage);
+      if (!res.ok) this.log.warn({ status: res.status, err: detailOf(text) }, 'the controller refused a heartbeat');
     } catch (e) {
       if (!this.stopping.signal.aborted) this.log.warn({ err: (e as Error).message }, 'heartbeat to the controller failed');
     }
-  }
-
-  /**
-   * Deletes objects the controller says nothing refers to any more (removed locations, discarded
-   * blocks), durably — a deletion lost in a crash would leak the space, since the controller
-   * forgets an object once told it is gone — and remembers them for the next heartbeat.
-   */
-  private async collect(ids: unknown[]): Promise<void> {
-    const store = this.server!.store;
-    const valid = ids.filter(isObjectId);
-    if (valid.length < ids.length) this.log.warn({ bad: ids.length - valid.length }, 'the controller named garbage that is not an object id; ignored');
-    await Promise.all(valid.map((id) => store.delete(id)));
-    await store.flush(valid);
-    for (const id of valid) this.garbageDone.add(id);
-    this.hurry = valid.length > 0;
-    this.log.debug({ objects: valid.length }, 'garbage objects deleted');
   }
 
   /** Stops heartbeats and registration attempts, then the block service (its connections drop; the data stays). */
