@@ -48,15 +48,15 @@
  *   node dist/bench/nbd.js [--rounds 3] [--scale 1] [--dir DIR] [--cases w4k-qd1,...]
  *                          [--targets kumo-1r,kumo-2r,kumo-file,qemu-nbd] [--cpu-prof] [--keep]
  * `--scale 0.2` for a quick run. `--cpu-prof` runs the exports and storage nodes under
- * `node --cpu-prof` and prints where their time went (prefill included; narrow with --cases).
+ * `node --cpu-prof` and prints where their time went in the timed rounds (narrow with --cases).
  * A full run (3 rounds, scale 1) takes about 10 minutes on 2 vCPUs.
  * Internal: `node dist/bench/nbd.js --serve SOCKET FILE` is the kumo-file server process.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { allocateVolume, startCloud, startExport, stopCloud, type Cloud, type Export } from './lib/cloud.js';
 import { cpuSeconds, stop, stopAll, stopChildrenOnSignals, track, waitForLine } from './lib/proc.js';
@@ -116,23 +116,15 @@ interface Sample {
   controllerCpu: number | null;
 }
 
-function waitForSocket(path: string, timeoutMs: number): Promise<void> {
+/** Waits until the socket file exists (not by connecting: qemu-nbd would log the hang-up as an error). */
+async function waitForSocket(path: string, proc: ChildProcess, timeoutMs: number): Promise<void> {
   const until = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      const s = connect(path);
-      s.once('connect', () => {
-        s.destroy();
-        resolve();
-      });
-      s.once('error', () => {
-        s.destroy();
-        if (Date.now() > until) reject(new Error(`nothing listens on ${path} after ${timeoutMs} ms`));
-        else setTimeout(attempt, 50);
-      });
-    };
-    attempt();
-  });
+  while (!(statSync(path, { throwIfNoEntry: false })?.isSocket() ?? false)) {
+    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`the server for ${path} exited (${proc.exitCode ?? proc.signalCode})`);
+    if (Date.now() > until) throw new Error(`no socket at ${path} after ${timeoutMs} ms`);
+    await sleep(50);
+  }
+  await sleep(100); // bind() made the file; listen() follows at once
 }
 
 function qemuImgBench(c: Case, uri: string): number {
@@ -192,6 +184,7 @@ async function main(): Promise<void> {
   const samples = new Map<string, Sample[]>(); // `${case}/${target}`
   const prefill = new Map<TargetName, number>();
   const profiles: { label: string; pid: number }[] = [];
+  let profWindow: [bigint, bigint] | undefined; // the timed rounds, without start-up and prefill
   try {
     // ---- the kumo stack
     if (want('kumo-1r') || want('kumo-2r')) {
@@ -229,7 +222,7 @@ async function main(): Promise<void> {
     if (want('qemu-nbd')) {
       const sock = join(dir, 'qemu-nbd.sock');
       const p = track(spawn('qemu-nbd', ['-f', 'raw', '-t', '--cache=writeback', '--aio=threads', '--discard=ignore', '-x', EXPORT, '--socket', sock, raw('qemu-nbd')], { stdio: ['ignore', 'pipe', 'inherit'] }));
-      await waitForSocket(sock, 10_000);
+      await waitForSocket(sock, p, 10_000);
       targets.push({ name: 'qemu-nbd', uri: `nbd+unix:///${EXPORT}?socket=${sock}`, parts: [{ label: 'server', proc: p }] });
     }
     targets.sort((a, b) => TARGETS.indexOf(a.name) - TARGETS.indexOf(b.name));
@@ -249,6 +242,7 @@ async function main(): Promise<void> {
     }
 
     // ---- timed rounds
+    const roundsFrom = process.hrtime.bigint();
     for (let r = 0; r < rounds; r++) {
       for (const c of cases) {
         const order = r % 2 === 0 ? targets : [...targets].reverse();
@@ -266,6 +260,7 @@ async function main(): Promise<void> {
         }
       }
     }
+    profWindow = [roundsFrom, process.hrtime.bigint()];
   } finally {
     // Exports flush and give their lease back, then the nodes and the controller stop; then the rest.
     if (cloud) await stopCloud(cloud, exports);
@@ -277,7 +272,7 @@ async function main(): Promise<void> {
         const who = profiles.find((p) => p.pid === pid);
         if (!who) continue;
         console.log(`\n--- CPU profile: ${who.label} (pid ${pid}) ---`);
-        printProfile(summarizeProfile(join(profDir, f), 15));
+        printProfile(summarizeProfile(join(profDir, f), 15, profWindow));
       }
     }
     if (!keep) rmSync(dir, { recursive: true, force: true });

@@ -112,7 +112,7 @@ describe('QEMU command line', () => {
     const argv = buildArgv(base(), paths, 'tcg');
     assert.deepEqual(values(argv, '-blockdev'), [
       'driver=raw,node-name=disk0,discard=unmap,file.driver=file,file.filename=/var/lib/kumo/vol-1.raw,file.cache.direct=off,file.cache.no-flush=off,file.discard=unmap',
-      'driver=nbd,node-name=disk1,discard=unmap,server.type=unix,server.path=/run/kumo/nbd.sock,export=vol-2,cache.direct=on,cache.no-flush=off',
+      'driver=nbd,node-name=disk1,discard=unmap,server.type=unix,server.path=/run/kumo/nbd.sock,export=vol-2,reconnect-delay=60,cache.direct=on,cache.no-flush=off',
     ]);
     const devs = values(argv, '-device').filter((d) => d.startsWith('virtio-blk'));
     assert.deepEqual(devs, ['virtio-blk-pci,id=vd0,drive=disk0,bootindex=1', 'virtio-blk-pci,id=vd1,drive=disk1,bootindex=2']);

@@ -177,7 +177,7 @@ export class NodePool {
 
   private attempt(e: Entry, retrying: boolean): Promise<StorageNodeClient> {
     const { addr } = e;
-    const p = StorageNodeClient.connect({
+    const p: Promise<StorageNodeClient> = StorageNodeClient.connect({
       host: addr.host, port: addr.port, token: addr.token, timeoutMs: this.requestTimeoutMs, connectTimeoutMs: this.connectTimeoutMs,
       client: this.o.client, signal: this.stopping.signal, log: this.log,
     }).then((c) => {
@@ -185,7 +185,11 @@ export class NodePool {
         void c.close();
         throw new NodeClosed(`storage node ${addr.nodeId}: address changed while connecting`);
       }
-      e.attempt = null;
+      if (e.attempt === p) e.attempt = null;
+      if (e.client?.isOpen) { // another attempt won
+        void c.close();
+        return e.client;
+      }
       e.client = c;
       if (e.failedAt !== 0) this.log.info({ node: addr.nodeId, address: c.address }, 'storage node reachable again');
       e.failedAt = 0;
@@ -194,7 +198,7 @@ export class NodePool {
       void this.ping(e, c);
       return c;
     }, (err: Error) => {
-      if (this.entries.get(addr.nodeId) === e) {
+      if (this.entries.get(addr.nodeId) === e && e.attempt === p) {
         e.attempt = null;
         if (e.failedAt === 0) this.log.warn({ node: addr.nodeId, address: `${addr.host}:${addr.port}`, err: err.message }, 'cannot connect to storage node');
         e.failedAt = Date.now();
@@ -214,7 +218,7 @@ export class NodePool {
     this.log.warn({ node: e.addr.nodeId, reason, err: why }, 'lost the connection to storage node; reconnecting');
     e.lastError = why ?? 'connection closed';
     // A node that restarted is back at once; one that died fails this quickly (refused) or within the connect timeout.
-    void this.attempt(e, false).catch(() => {});
+    if (!e.attempt) void this.attempt(e, false).catch(() => {});
   }
 
   private async ping(e: Entry, c: StorageNodeClient): Promise<void> {

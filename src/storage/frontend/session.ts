@@ -122,8 +122,14 @@ export class VolumeSession implements BlockBackend {
   static async open(o: VolumeSessionOptions): Promise<VolumeSession> {
     const takenAt = Date.now();
     const m = await o.map.open(o.volumeId);
-    checkBlockSize(m.blockSize);
-    const s = new VolumeSession(o, m);
+    let s: VolumeSession;
+    try {
+      checkBlockSize(m.blockSize);
+      s = new VolumeSession(o, m);
+    } catch (e) {
+      await o.map.release(o.volumeId, m.epoch).catch(() => {});
+      throw e;
+    }
     s.lease.start(takenAt);
     s.log.info({ volumeId: m.volumeId, epoch: m.epoch, blocks: m.blocks.length, locations: m.locations }, 'volume opened');
     return s;
@@ -406,10 +412,18 @@ export class VolumeSession implements BlockBackend {
     const bs = this.blockSize;
     const whole: number[] = [];
     const parts: Promise<void>[] = [];
-    for (const s of splitRange(offset, length, bs)) {
-      if (!this.blocks.has(s.block)) continue;
-      if (s.offset === 0 && (s.length === bs || s.block * bs + s.length >= this.size)) whole.push(s.block);
-      else parts.push(this.writeBlock(s.block, TRIM, s.offset, null, s.length, fua));
+    const end = offset + length;
+    const first = Math.floor(offset / bs);
+    const last = Math.floor((end - 1) / bs);
+    // A trim of a whole large disk (mkfs, a restore) visits the allocated blocks, not every block.
+    const blocks = last - first + 1 > this.blocks.size
+      ? [...this.blocks.keys()].filter((b) => b >= first && b <= last).sort((a, b) => a - b)
+      : Array.from({ length: Math.max(0, last - first + 1) }, (_, i) => first + i).filter((b) => this.blocks.has(b));
+    for (const b of blocks) {
+      const from = Math.max(offset, b * bs);
+      const to = Math.min(end, (b + 1) * bs, this.size);
+      if (from === b * bs && (to === (b + 1) * bs || to === this.size)) whole.push(b);
+      else parts.push(this.writeBlock(b, TRIM, from - b * bs, null, to - from, fua));
     }
     if (whole.length > 0) parts.push(this.discard(whole));
     await Promise.all(parts);

@@ -66,6 +66,33 @@ describe('VolumeSession with failing replicas', () => {
     assert.deepEqual(await session.sync('node-1'), { blocks: 8, copied: 0 });
   });
 
+  it('never records in-sync for a copied replica that missed a write before its batch was committed', async (t) => {
+    const nodes = await startNodes(t, 2);
+    const { session, map } = await openVolume(t, {
+      addrs: nodes.map((n) => n.addr), locations: ['node-0'], sizeBytes: SIZE, blockSize: BS,
+      session: { syncParallel: 1, syncCommitMs: 60_000, syncCommitBlocks: 1000 },
+    });
+    await session.write(0, pattern(8 * BS, 1), false);
+    let during: Promise<void> | null = null;
+    const run = session.addLocation('node-1', (p) => {
+      if (p.done !== 4) return;
+      // Blocks 0-3 are copied (in-sync in memory, not yet in the map); node-1 dies and block 0 is written.
+      during = (async () => {
+        await nodes[1].server.stop();
+        await session.write(100, Buffer.alloc(10, 0x77), false);
+        map.event('ack');
+      })();
+    });
+    await assert.rejects(run);
+    await during;
+    const ack = (map.calls('event')[0]).seq;
+    const late = map.log.filter((e) => e.op === 'update' && e.seq > ack && e.changes.some((c) => c.block === 0 && c.nodeId === 'node-1' && c.state === 'in-sync'));
+    assert.deepEqual(late, [], 'no in-sync mark for block 0 on node-1 after the write it missed');
+    assert.equal(map.replicaState(0, 'node-1'), 'out-of-sync');
+    assert.equal(map.counts('node-1').syncing, 0);
+    assert.deepEqual((await session.read(100, 10)), Buffer.alloc(10, 0x77));
+  });
+
   it('fails a write with EIO when no in-sync replica took it, without marking the last ones out-of-sync', async (t) => {
     const nodes = await startNodes(t, 2);
     const { session, map } = await openVolume(t, { addrs: nodes.map((n) => n.addr), locations: ['node-0', 'node-1'], sizeBytes: SIZE, blockSize: BS });
@@ -124,6 +151,28 @@ describe('VolumeSession with failing replicas', () => {
     await assert.rejects(session.trim(0, 10), isEio);
     await session.close();
     assert.equal(map.calls('release').length, 0, 'a fenced session does not touch the lease');
+  });
+
+  it('stops I/O while its lease has lapsed (renewals failing) and resumes once a renewal succeeds', async (t) => {
+    const nodes = await startNodes(t, 1);
+    const { session, map } = await openVolume(t, {
+      addrs: [nodes[0].addr], locations: ['node-0'], sizeBytes: SIZE, blockSize: BS, leaseMs: 90, session: { renewEveryMs: 10 },
+    });
+    await session.write(0, Buffer.alloc(10, 1), false);
+    map.fail = (op) => (op === 'renew' ? new Error('controller unreachable') : undefined);
+    const until = async (want: boolean) => {
+      for (;;) {
+        const ok = await session.read(0, 10).then(() => true, (e) => { assert.ok(isEio(e), String(e)); return false; });
+        if (ok === want) return;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    };
+    await until(false);
+    await assert.rejects(session.write(0, Buffer.alloc(10, 2), false), isEio);
+    map.fail = null;
+    await until(true);
+    await session.write(0, Buffer.alloc(10, 3), false);
+    assert.deepEqual(await session.read(0, 10), Buffer.alloc(10, 3));
   });
 
   it('is fenced by a renewal that finds the lease taken over', async (t) => {
