@@ -24,6 +24,8 @@ const hostInfo = (h: HostRow, zoneName: string, vms: number) => ({
   hostId: h.id, name: h.name, zone: zoneName, vcpus: h.vcpus, memoryMiB: h.memory_mib, pool: h.pool,
   dedicatedTenant: h.dedicated_tenant ?? '', maintenance: h.maintenance === 1, status: h.status,
   driver: h.driver, accel: h.accel, architectures: h.architectures.split(','), lastSeen: h.last_seen, vms,
+  // Its wiring (setHostEdge): '' while it hangs off no edge.
+  edgeId: h.edge_id ?? '', edgePort: h.edge_port ?? '', uplink: h.uplink,
 });
 
 export class Hosts {

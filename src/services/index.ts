@@ -11,8 +11,10 @@ import { Metrics } from './metrics.js';
 import { Networks } from './networks.js';
 import { Reconciler } from './reconcile.js';
 import { Requests } from './requests.js';
+import { Sdn } from './sdn.js';
 import { StorageNodes } from './storage-nodes.js';
 import { Tenants } from './tenants.js';
+import { SdnTopology } from './topology.js';
 import { VmTypes } from './vm-types.js';
 import { Vms } from './vms.js';
 import { Volumes } from './volumes.js';
@@ -32,6 +34,8 @@ export class Services {
   readonly init: Init;
   readonly comments: Comments;
   readonly hosts: Hosts;
+  readonly topology: SdnTopology;
+  readonly sdn: Sdn;
   readonly storageNodes: StorageNodes;
   readonly blockMaps: BlockMaps;
   readonly reconciler: Reconciler;
@@ -51,6 +55,8 @@ export class Services {
     this.init = new Init(db, this.vms);
     this.comments = new Comments(db);
     this.hosts = new Hosts(db, this.events, this.zones);
+    this.topology = new SdnTopology(db, this.events, this.zones, this.hosts);
+    this.sdn = new Sdn(db);
     this.storageNodes = new StorageNodes(db, this.events, this.zones, this.hosts);
     this.reconciler = new Reconciler(db, this.events, log);
     this.metrics = new Metrics(db);

@@ -1,7 +1,8 @@
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Fault, KumoError, invalidParams, invalidState, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { contains, formatCidr, formatIp, isHost, overlaps, parseCidr, parseIp, size, type Cidr } from '../core/ipv4.js';
+import { pickVni } from '../sdn/model/vni.js';
 import type { Db, Q } from '../state/db.js';
 import { now } from '../state/db.js';
 import type { NetworkRow } from '../state/schema.js';
@@ -11,11 +12,12 @@ import { checkQuota } from './quota.js';
 import { checkName } from './validate.js';
 import { MAX_SLOTS, type Vms } from './vms.js';
 
-/** 24-bit VXLAN ids; the low 4096 are left out so a VNI is never mistaken for a VLAN id. */
-const VNI_MIN = 4096;
-const VNI_MAX = 16777215;
 /** seed 002: every contract network is a /20 whatever the zones. */
 const DEFAULT_PREFIX = 20;
+/** Networks are /16 (65,534 hosts, a size pools and address scans stay fast at) to /29 (five hosts
+ * beside the gateway, the least worth a VLAN); private and shared alike. */
+export const PREFIX_MIN = 16;
+export const PREFIX_MAX = 29;
 
 function cidrArg(s: string): Cidr {
   const c = parseCidr(s);
@@ -26,6 +28,17 @@ function cidrArg(s: string): Cidr {
 function ipArg(s: string): number {
   const ip = parseIp(s);
   if (ip === null) throw invalidParams(`not an IPv4 address: ${JSON.stringify(s.slice(0, 40))}`);
+  return ip;
+}
+
+function checkPrefix(c: Cidr, s: string): void {
+  if (c.prefix < PREFIX_MIN || c.prefix > PREFIX_MAX) throw invalidParams(`a network is a /${PREFIX_MIN} to /${PREFIX_MAX}; ${s.slice(0, 40)} is a /${c.prefix}`);
+}
+
+/** An address of the network's hosts (not its network or broadcast address), else INVALID_PARAMS. */
+function hostOf(n: NetworkRow, s: string): number {
+  const ip = ipArg(s);
+  if (!isHost(parseCidr(n.cidr)!, ip)) throw invalidParams(`${s} is not a host address of ${n.cidr} (${n.id})`);
   return ip;
 }
 
@@ -76,7 +89,7 @@ export class Networks {
     const name = a.name ?? id;
     checkName(name);
     const wanted = a.cidr === undefined ? null : cidrArg(a.cidr);
-    if (wanted && (wanted.prefix < 16 || wanted.prefix > 28)) throw invalidParams(`a private network is a /16 to /28 (got /${wanted.prefix})`);
+    if (wanted) checkPrefix(wanted, a.cidr!);
     await this.db.k.transaction().execute(async (trx) => {
       await this.db.lock(trx, `tenant:${p.tenantId}`);
       await checkQuota(trx, p.tenantId, { networks: 1 });
@@ -93,19 +106,18 @@ export class Networks {
     return id;
   }
 
-  /** Random probes find a free VNI in O(1) expected time while the space is far from full. */
+  /** A VNI no network holds (the caller holds the 'vni' lock; the column is unique besides). */
   private async freeVni(q: Q): Promise<number> {
-    for (let i = 0; i < 64; i++) {
-      const vni = randomInt(VNI_MIN, VNI_MAX + 1);
-      if (!(await q.selectFrom('networks').select('id').where('vni', '=', vni).executeTakeFirst())) return vni;
-    }
-    throw new KumoError(Fault.NO_CAPACITY, 'no free VNI found');
+    const vni = await pickVni(async (v) => !!(await q.selectFrom('networks').select('id').where('vni', '=', v).executeTakeFirst()));
+    if (vni === null) throw new KumoError(Fault.NO_CAPACITY, 'no free VNI found');
+    return vni;
   }
 
   async createShared(p: Principal, a: { name: string; cidr: string; gateway: string }): Promise<string> {
     requireAdmin(p);
     checkName(a.name);
     const cidr = cidrArg(a.cidr);
+    checkPrefix(cidr, a.cidr);
     const gw = ipArg(a.gateway);
     if (!isHost(cidr, gw)) throw invalidParams(`gateway ${a.gateway} is not a host address of ${a.cidr}`);
     const id = newId('net');
@@ -157,7 +169,7 @@ export class Networks {
 
   async deallocateIp(p: Principal, networkId: string, ip: string): Promise<true> {
     await this.db.k.transaction().execute(async (trx) => {
-      await this.shared(trx, p, networkId, 'deallocateIpAddress');
+      hostOf(await this.shared(trx, p, networkId, 'deallocateIpAddress'), ip);
       await this.allocation(trx, p, networkId, ip);
       const used = await trx.selectFrom('nic_addresses').select(['vm_id', 'slot']).where('network_id', '=', networkId).where('ip', '=', ip).executeTakeFirst();
       if (used) throw invalidState(`${ip} is assigned to ${used.vm_id} slot ${used.slot}; removeIpAddress first`);
@@ -203,10 +215,25 @@ export class Networks {
     return true;
   }
 
+  /**
+   * For an address a guest is to configure on a NIC (setIpAddress "ip/prefix"): the NIC must exist,
+   * and the address must be a host address of its network other than the gateway, with the
+   * network's prefix length. INVALID_PARAMS says what is wrong; the NIC's network is returned.
+   */
+  async checkNicAddress(q: Q, p: Principal, vmId: string, slot: number, ip: string, prefix: number): Promise<NetworkRow> {
+    const { nic } = await this.nic(q, p, vmId, slot);
+    const n = await this.row(q, p, nic.network_id);
+    const addr = hostOf(n, ip);
+    if (addr === parseIp(n.gateway)) throw invalidParams(`${ip} is the gateway address of ${n.cidr} (${n.id})`);
+    const want = parseCidr(n.cidr)!.prefix;
+    if (prefix !== want) throw invalidParams(`${n.id} is ${n.cidr}: the prefix length is /${want}, not /${prefix}`);
+    return n;
+  }
+
   async assignIp(p: Principal, vmId: string, slot: number, ip: string): Promise<true> {
     await this.db.k.transaction().execute(async (trx) => {
       const { vm, nic } = await this.nic(trx, p, vmId, slot);
-      await this.shared(trx, p, nic.network_id, 'assignIpAddress');
+      hostOf(await this.shared(trx, p, nic.network_id, 'assignIpAddress'), ip);
       const a = await this.allocation(trx, p, nic.network_id, ip);
       if (a.tenant_id !== vm.tenant_id) throw notFound('address', `${ip} on ${nic.network_id}`);
       const used = await trx.selectFrom('nic_addresses').select(['vm_id', 'slot']).where('network_id', '=', nic.network_id).where('ip', '=', ip).executeTakeFirst();
@@ -220,8 +247,7 @@ export class Networks {
   async removeIp(p: Principal, vmId: string, slot: number, ip: string): Promise<true> {
     await this.db.k.transaction().execute(async (trx) => {
       const { vm, nic } = await this.nic(trx, p, vmId, slot);
-      await this.shared(trx, p, nic.network_id, 'removeIpAddress');
-      ipArg(ip);
+      hostOf(await this.shared(trx, p, nic.network_id, 'removeIpAddress'), ip);
       const res = await trx.deleteFrom('nic_addresses').where('vm_id', '=', vmId).where('slot', '=', slot).where('ip', '=', ip).executeTakeFirst();
       if (Number(res.numDeletedRows) === 0) throw notFound('address', `${ip} on ${vmId} slot ${slot}`);
       await this.events.publish(trx, vm.tenant_id, 'vm.nic.address', vmId, { slot, ip, assigned: false });

@@ -27,12 +27,21 @@ export class Zones {
   }
 
   async list(p: Principal) {
-    const [zones, hosts] = await Promise.all([
+    const count = (table: 'hosts' | 'edges' | 'network_zone_vlans') =>
+      this.db.k.selectFrom(table).select((eb) => ['zone_id', eb.fn.countAll<number>().as('n')]).groupBy('zone_id').execute()
+        .then((rows) => new Map(rows.map((r) => [r.zone_id, Number(r.n)])));
+    const [zones, admin] = await Promise.all([
       this.db.k.selectFrom('zones').selectAll().orderBy('name').execute(),
-      p.admin ? this.db.k.selectFrom('hosts').select((eb) => ['zone_id', eb.fn.countAll<number>().as('n')]).groupBy('zone_id').execute() : [],
+      p.admin ? Promise.all([count('hosts'), count('edges'), count('network_zone_vlans')]) : null,
     ]);
-    const count = new Map(hosts.map((h) => [h.zone_id, Number(h.n)]));
-    return zones.map((z) => ({ zoneId: z.id, name: z.name, ...(p.admin ? { hosts: count.get(z.id) ?? 0 } : {}) }));
+    return zones.map((z) => ({
+      zoneId: z.id, name: z.name, gatewayZone: z.gateway_zone === 1,
+      // The underlay and VLAN usage are the operator's business (VLAN IDs in use vs the 4,093 a zone has).
+      ...(admin ? {
+        hosts: admin[0].get(z.id) ?? 0, edges: admin[1].get(z.id) ?? 0, vlansInUse: admin[2].get(z.id) ?? 0,
+        gatewayUnderlayIp: z.gateway_underlay_ip ?? '', gatewayDownlink: z.gateway_downlink ?? '',
+      } : {}),
+    }));
   }
 
   async create(p: Principal, name: string) {

@@ -249,5 +249,35 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
           .addPrimaryKeyConstraint('storage_garbage_pk', ['node_id', 'object_id']).execute();
       },
     },
+    '0005_sdn': {
+      // P2 SDN topology (DESIGN.md §7, issue 5): edge switches per zone, each host wired to an edge
+      // port through its uplink, each zone's SDN gateway, and the one gateway zone. VLAN rows
+      // (network_zone_vlans) already exist; they now follow the networks' placed members.
+      async up(db: Kysely<any>) {
+        await db.schema.createTable('edges')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('zone_id', 'text', (c) => c.notNull().references('zones.id'))
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('uplink', 'text', (c) => c.notNull())
+          .addColumn('mac_budget', 'integer', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addUniqueConstraint('edges_zone_name', ['zone_id', 'name']).execute();
+        // SQLite adds one column per statement.
+        const add = (table: string, column: string, type: 'text' | 'integer', build: (c: any) => any = (c) => c) =>
+          db.schema.alterTable(table).addColumn(column, type, build).execute();
+        await add('hosts', 'edge_id', 'text', (c) => c.references('edges.id'));
+        await add('hosts', 'edge_port', 'text');
+        await add('hosts', 'uplink', 'text', (c) => c.notNull().defaultTo('eth0'));
+        await add('zones', 'gateway_underlay_ip', 'text');
+        await add('zones', 'gateway_downlink', 'text');
+        await add('zones', 'gateway_zone', 'integer', (c) => c.notNull().defaultTo(0));
+        // One host per edge port; NULLs (unwired hosts) never collide in either store.
+        await db.schema.createIndex('hosts_edge_port').on('hosts').columns(['edge_id', 'edge_port']).unique().execute();
+        // Flood lists name gateways by underlay address: two zones cannot share one.
+        await db.schema.createIndex('zones_gateway_underlay_ip').on('zones').column('gateway_underlay_ip').unique().execute();
+        // At most one gateway zone, held by the store even against two controllers racing.
+        await db.schema.createIndex('zones_one_gateway_zone').on('zones').column('gateway_zone').unique().where('gateway_zone', '=', 1).execute();
+      },
+    },
   };
 }

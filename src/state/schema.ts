@@ -4,7 +4,20 @@ import type { ColumnType, Generated, Selectable } from 'kysely';
  * Row types of the state store. Times are ISO-8601 UTC strings (the same text in SQLite and
  * PostgreSQL, and they sort lexically); booleans are 0/1 integers; JSON documents are text.
  */
-export interface ZoneRow { id: string; name: string; created_at: string }
+/** Columns added by later migrations are optional when inserting (they have defaults or are nullable). */
+type Defaulted<T> = ColumnType<T, T | undefined, T>;
+
+export interface ZoneRow {
+  id: string; name: string; created_at: string;
+  /** The zone's SDN gateway (DESIGN.md §7): its VXLAN (underlay) address and its port toward the
+   * zone's edges/core; both null while no gateway is registered. */
+  gateway_underlay_ip: string | null; gateway_downlink: string | null;
+  /** 1 for the one gateway zone (a partial unique index keeps it to one), else 0. */
+  gateway_zone: number;
+}
+export type ZoneTable = Omit<ZoneRow, 'gateway_underlay_ip' | 'gateway_downlink' | 'gateway_zone'> & {
+  gateway_underlay_ip: Defaulted<string | null>; gateway_downlink: Defaulted<string | null>; gateway_zone: Defaulted<number>;
+};
 
 export interface HostRow {
   id: string; zone_id: string; name: string;
@@ -14,7 +27,17 @@ export interface HostRow {
   driver: string; accel: string;
   agent_url: string; node_token: string;
   status: 'up' | 'down'; last_seen: string; created_at: string;
+  /** The edge switch the host hangs off and the edge's port to it; null until wired (setHostEdge). */
+  edge_id: string | null; edge_port: string | null;
+  /** The host's own interface to its edge, the trunk of its bridge ('eth0' unless set). */
+  uplink: string;
 }
+export type HostTable = Omit<HostRow, 'edge_id' | 'edge_port' | 'uplink'> & {
+  edge_id: Defaulted<string | null>; edge_port: Defaulted<string | null>; uplink: Defaulted<string>;
+};
+
+/** An edge (top-of-rack) switch of a zone; its MAC table holds at most mac_budget VM NICs. */
+export interface EdgeRow { id: string; zone_id: string; name: string; uplink: string; mac_budget: number; created_at: string }
 
 export interface TenantRow { id: string; name: string; quota: string; created_at: string }
 
@@ -52,8 +75,6 @@ export interface VolumeRow {
   block_size: number;
 }
 
-/** Columns added by later migrations are optional when inserting (they have defaults or are nullable). */
-type Defaulted<T> = ColumnType<T, T | undefined, T>;
 export type VolumeTable = Omit<VolumeRow, 'image_id' | 'block_size'> & { image_id: Defaulted<string | null>; block_size: Defaulted<number> };
 
 export interface ImageRow {
@@ -122,7 +143,7 @@ export interface EventRow { seq: Generated<number>; tenant_id: string | null; ki
 export interface SettingRow { key: string; value: string }
 
 export interface Schema {
-  zones: ZoneRow; hosts: HostRow; tenants: TenantRow; api_users: ApiUserRow; vm_types: VmTypeRow;
+  zones: ZoneTable; hosts: HostTable; edges: EdgeRow; tenants: TenantRow; api_users: ApiUserRow; vm_types: VmTypeRow;
   vms: VmRow; vm_disks: VmDiskRow; vm_nics: VmNicRow; nic_addresses: NicAddressRow;
   networks: NetworkRow; network_zone_vlans: NetworkZoneVlanRow; ip_allocations: IpAllocationRow;
   volumes: VolumeTable; images: ImageTable; storage_nodes: StorageNodeTable;

@@ -6,6 +6,9 @@ const Host = Type.Object({
   hostId: Type.String(), name: Type.String(), zone: Type.String(), vcpus: Type.Integer(), memoryMiB: Type.Integer(), pool: Type.String(),
   dedicatedTenant: Type.String(), maintenance: Type.Boolean(), status: Type.String(), driver: Type.String(), accel: Type.String(),
   architectures: Type.Array(Type.String()), lastSeen: Type.String(), vms: Type.Integer(),
+  edgeId: Type.String({ description: 'the edge switch the host hangs off; "" while not wired (kumo addition)' }),
+  edgePort: Type.String({ description: 'the edge\'s port to the host; "" while not wired (kumo addition)' }),
+  uplink: Type.String({ description: 'the host\'s interface to its edge (kumo addition)' }),
 });
 const QuotaSchema = Strict({
   vms: Type.Optional(Type.Integer()), vcpus: Type.Optional(Type.Integer()), memoryMiB: Type.Optional(Type.Integer()), volumes: Type.Optional(Type.Integer()),
@@ -37,7 +40,16 @@ export const adminOperations = [
   }),
   op({
     name: 'getZoneList', summary: 'Zones', tag: 'Zones', params: [],
-    result: Type.Array(Type.Object({ zoneId: Type.String(), name: Type.String(), hosts: Type.Optional(Type.Integer()) })),
+    result: Type.Array(Type.Object({
+      zoneId: Type.String(), name: Type.String(),
+      gatewayZone: Type.Boolean({ description: 'the zone holding every network\'s gateway address and the backbone link (kumo addition)' }),
+      hosts: Type.Optional(Type.Integer()),
+      // Admin only, kumo additions:
+      edges: Type.Optional(Type.Integer()),
+      vlansInUse: Type.Optional(Type.Integer({ description: 'VLAN IDs held by networks in the zone, of 4,093' })),
+      gatewayUnderlayIp: Type.Optional(Type.String({ description: 'the SDN gateway\'s VXLAN address; "" while none' })),
+      gatewayDownlink: Type.Optional(Type.String({ description: 'the SDN gateway\'s port toward the zone; "" while none' })),
+    })),
     rest: { method: 'GET', path: '/v1/zones' }, run: (s, p) => s.zones.list(p),
   }),
   op({

@@ -1,10 +1,12 @@
 import type { Command } from 'commander';
+import { edgeCommands } from './commands/edge.js';
 import { hostCommands } from './commands/host.js';
 import { netCommands } from './commands/net.js';
 import { imageCommands, requestCommands } from './commands/request.js';
 import { tenantCommands } from './commands/tenant.js';
 import { vmCommands } from './commands/vm.js';
 import { volCommands } from './commands/vol.js';
+import { zoneCommands } from './commands/zone.js';
 
 /** The client commands: each one thin call of the REST API (/v1). */
 export function clientCommands(program: Command): void {
@@ -14,9 +16,11 @@ export function clientCommands(program: Command): void {
   imageCommands(program);
   requestCommands(program);
   hostCommands(program);
+  zoneCommands(program);
+  edgeCommands(program);
   tenantCommands(program);
   program.addHelpText('after', `
-Client commands (vm, net, vol, image, request, host, zone, tenant, quota, comment) talk to a
+Client commands (vm, net, vol, image, request, host, zone, edge, tenant, quota, comment) talk to a
 controller's REST API. They find it and their API user in, first to last:
   --url, --user, --key               flags of the command
   KUMO_URL, KUMO_USER, KUMO_KEY      environment

@@ -1,10 +1,10 @@
 import { Argument, type Command } from 'commander';
 import { act, asyncOptions, group } from '../command.js';
 
-const COLUMNS = ['hostId', 'name', 'zone', 'status', 'pool', 'dedicatedTenant', 'maintenance', 'vcpus', 'memoryMiB', 'vms', 'driver', 'accel'];
+const COLUMNS = ['hostId', 'name', 'zone', 'status', 'pool', 'dedicatedTenant', 'maintenance', 'vcpus', 'memoryMiB', 'vms', 'driver', 'accel', 'edgeId', 'edgePort', 'uplink'];
 
 export function hostCommands(program: Command): void {
-  const host = group(program, 'host', 'hypervisor hosts (admin): capacity, pools, maintenance, draining');
+  const host = group(program, 'host', 'hypervisor hosts (admin): capacity, pools, maintenance, draining, edge wiring');
   host.command('list').description('list the hosts')
     .action(act(async (c) => c.print(await c.call('getHostList'), COLUMNS)));
   host.command('show').description('show a host and the VMs placed on it').argument('<host>', 'host id (host-…)')
@@ -24,8 +24,12 @@ export function hostCommands(program: Command): void {
     }));
   asyncOptions(host.command('drain').description('live-migrate every VM away from a host; the result names those that cannot move').argument('<host>', 'host id'))
     .action(act(async (c, [hostId]) => c.submit('drainHost', { hostId })));
-
-  const zone = group(program, 'zone', 'zones: L2 domains, each with its hosts and storage nodes');
-  zone.command('list').description('list the zones')
-    .action(act(async (c) => c.print(await c.call('getZoneList'))));
+  host.command('set-edge').description('wire a host to a port of an edge switch of its zone')
+    .argument('<host>', 'host id').argument('<edge>', 'edge id (edge-…)')
+    .requiredOption('--port <port>', 'the edge\'s port (interface) toward the host')
+    .option('--uplink <interface>', 'the host\'s interface toward the edge (default: unchanged, eth0 at first)')
+    .action(act(async (c, [hostId, edgeId], o) => {
+      await c.call('setHostEdge', { hostId, edge: { edgeId, port: o.port, uplink: o.uplink } });
+      c.done(`${hostId} hangs off ${edgeId} port ${o.port}`);
+    }));
 }
