@@ -4,7 +4,7 @@
  * Also NbdClient (ours) against qemu-nbd (theirs), so the client is checked by a real server.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
@@ -13,33 +13,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FileBackend, NbdClient, NbdServer, type BlockBackend } from '../../src/storage/nbd/index.js';
 import { TFLAG } from '../../src/storage/nbd/protocol.js';
+import { prng, qemuIo, randomWorkload, tool } from '../helpers/qemu-tools.js';
 
 const MiB = 1024 * 1024;
-
-/** Runs a QEMU tool (asynchronously: the server under test lives in this process). */
-async function tool(cmd: string, args: string[], input?: string): Promise<string> {
-  const child = execFile(cmd, args, { maxBuffer: 64 * MiB, timeout: 120_000 });
-  const out = new Promise<string>((resolve, reject) => {
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (d) => (stdout += d));
-    child.stderr!.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(stdout) : reject(new Error(`${cmd} ${args.join(' ').slice(0, 300)} exited ${code}: ${stderr}${stdout.slice(-2000)}`))));
-  });
-  if (input !== undefined) child.stdin!.end(input);
-  else child.stdin!.end();
-  return out;
-}
-
-/** qemu-io on an export with a list of commands (fed on stdin, so there can be thousands). */
-async function qemuIo(uri: string, commands: string[]): Promise<string> {
-  const out = await tool('qemu-io', ['-f', 'raw', uri], commands.join('\n') + '\nquit\n');
-  // qemu-io reports a failed command on stdout and carries on; treat any as a test failure.
-  const bad = out.split('\n').filter((l) => /Pattern verification failed|error|failed/i.test(l));
-  assert.deepEqual(bad, [], `qemu-io reported: ${bad.slice(0, 5).join(' | ')}`);
-  return out;
-}
 
 /** Counts what reaches the backend, to see that QEMU's flushes and FUA writes arrive. */
 class Counting implements BlockBackend {
@@ -71,18 +47,6 @@ class Counting implements BlockBackend {
     this.calls.writeZeroes++;
     return this.b.writeZeroes(o, l, fua);
   }
-}
-
-/** A small deterministic PRNG so a failing workload can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('NBD server with QEMU clients', () => {
@@ -177,33 +141,7 @@ describe('NBD server with QEMU clients', () => {
     const size = 32 * MiB;
     await addVolume('random', size);
     const refPath = join(dir, 'random-ref.raw');
-    await writeFile(refPath, '');
-    await truncate(refPath, size);
-    const ref = await open(refPath, 'r+');
-    const seed = Date.now() % 100_000;
-    const rnd = prng(seed);
-    const cmds: string[] = [];
-    for (let i = 0; i < 1500; i++) {
-      const big = rnd() < 0.1;
-      const len = 1 + Math.floor(rnd() * (big ? 2 * MiB : 40_000));
-      const off = Math.floor(rnd() * (size - len));
-      const r = rnd();
-      if (r < 0.08) {
-        cmds.push(`write -z ${off} ${len}`);
-        await ref.write(Buffer.alloc(len), 0, len, off);
-      } else {
-        const p = Math.floor(rnd() * 256);
-        cmds.push(`write ${r < 0.2 ? '-f ' : ''}-P 0x${p.toString(16)} ${off} ${len}`);
-        await ref.write(Buffer.alloc(len, p), 0, len, off);
-      }
-      if (i % 200 === 199) cmds.push('flush');
-    }
-    await ref.close();
-    await qemuIo(unixUri('random'), cmds);
-    const out = await tool('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', unixUri('random'), refPath]).catch((err: Error) => {
-      throw new Error(`seed ${seed}: ${err.message}`);
-    });
-    assert.match(out, /Images are identical/);
+    await randomWorkload(unixUri('random'), size, refPath);
     // The same check against the export over TCP.
     await tool('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', `nbd://127.0.0.1:${port}/random`, refPath]);
   });

@@ -84,17 +84,7 @@ export async function readObject(addr: NodeAddress, objectId: string, length: nu
   }
 }
 
-/** A small deterministic PRNG so a failing workload can be replayed from its seed. */
-export function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng } from '../../helpers/qemu-tools.js';
 
 /** A buffer whose bytes tell where they came from (write number and position), so misplaced data shows. */
 export function pattern(length: number, tag: number): Buffer {

@@ -6,34 +6,11 @@
  * both replicas identical to each other.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { open, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { NbdServer } from '../../../src/storage/nbd/index.js';
-import { defer, KiB, MiB, openVolume, prng, readObject, startNodes, tempDir, type TestNode, type Volume } from './nodes.js';
-
-async function tool(cmd: string, args: string[], input?: string): Promise<string> {
-  const child = execFile(cmd, args, { maxBuffer: 64 * MiB, timeout: 300_000 });
-  const out = new Promise<string>((resolve, reject) => {
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (d) => (stdout += d));
-    child.stderr!.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(stdout) : reject(new Error(`${cmd} ${args.join(' ').slice(0, 300)} exited ${code}: ${stderr}${stdout.slice(-2000)}`))));
-  });
-  child.stdin!.end(input ?? '');
-  return out;
-}
-
-/** qemu-io with commands on stdin; any failed command fails the test. */
-async function qemuIo(uri: string, commands: string[]): Promise<string> {
-  const out = await tool('qemu-io', ['-f', 'raw', uri], commands.join('\n') + '\nquit\n');
-  const bad = out.split('\n').filter((l) => /Pattern verification failed|error|failed/i.test(l));
-  assert.deepEqual(bad, [], `qemu-io reported: ${bad.slice(0, 5).join(' | ')}`);
-  return out;
-}
+import { prng, qemuIo, randomWorkload, tool } from '../../helpers/qemu-tools.js';
+import { defer, KiB, MiB, openVolume, readObject, startNodes, tempDir, type TestNode, type Volume } from './nodes.js';
 
 async function exported(t: TestContext, replicas: number, sizeBytes: number, blockSize: number): Promise<{ uri: string; vol: Volume; nodes: TestNode[]; dir: string }> {
   const nodes = await startNodes(t, replicas);
@@ -89,41 +66,7 @@ describe('a volume session exported over NBD, driven by qemu-io and qemu-img', (
     const bs = 512 * KiB;
     const { uri, vol, nodes, dir } = await exported(t, 2, size, bs);
     const refPath = join(dir, 'ref.raw');
-    await writeFile(refPath, '');
-    await truncate(refPath, size);
-    const ref = await open(refPath, 'r+');
-    const seed = Date.now() % 100_000;
-    const rnd = prng(seed);
-    const cmds: string[] = [];
-    for (let i = 0; i < 1500; i++) {
-      const big = rnd() < 0.1;
-      const len = 1 + Math.floor(rnd() * (big ? 2 * MiB : 40_000));
-      const off = Math.floor(rnd() * (size - len));
-      const r = rnd();
-      if (r < 0.06) {
-        cmds.push(`write -z ${off} ${len}`);
-        await ref.write(Buffer.alloc(len), 0, len, off);
-      } else if (r < 0.1) {
-        // Discard whole blocks only: the contents of a partly discarded range are not defined by NBD.
-        const first = Math.ceil(off / bs) * bs;
-        const end = Math.floor((off + len) / bs) * bs;
-        if (end > first) {
-          cmds.push(`discard ${first} ${end - first}`);
-          await ref.write(Buffer.alloc(end - first), 0, end - first, first);
-        }
-      } else {
-        const p = Math.floor(rnd() * 256);
-        cmds.push(`write ${r < 0.2 ? '-f ' : ''}-P 0x${p.toString(16)} ${off} ${len}`);
-        await ref.write(Buffer.alloc(len, p), 0, len, off);
-      }
-      if (i % 200 === 199) cmds.push('flush');
-    }
-    await ref.close();
-    await qemuIo(uri, cmds);
-    const out = await tool('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', uri, refPath]).catch((err: Error) => {
-      throw new Error(`seed ${seed}: ${err.message}`);
-    });
-    assert.match(out, /Images are identical/);
+    await randomWorkload(uri, size, refPath, { discardBlock: bs });
     assert.ok(vol.map.calls('discard').length > 0, 'whole blocks were discarded');
     await replicasEqual(vol, nodes, bs);
     // qemu-img convert reads the export back byte for byte as well.
