@@ -49,12 +49,12 @@
  *                          [--targets kumo-1r,kumo-2r,kumo-file,qemu-nbd] [--cpu-prof] [--keep]
  * `--scale 0.2` for a quick run. `--cpu-prof` runs the exports and storage nodes under
  * `node --cpu-prof` and prints where their time went in the timed rounds (narrow with --cases).
- * A full run (3 rounds, scale 1) takes about 10 minutes on 2 vCPUs.
+ * A full run (3 rounds, scale 1) takes 8–11 minutes on 2 busy vCPUs.
  * Internal: `node dist/bench/nbd.js --serve SOCKET FILE` is the kumo-file server process.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -183,6 +183,7 @@ async function main(): Promise<void> {
   let cloud: Cloud | null = null;
   const samples = new Map<string, Sample[]>(); // `${case}/${target}`
   const prefill = new Map<TargetName, number>();
+  const loads: number[] = []; // 1-minute load average after each timed run
   const profiles: { label: string; pid: number }[] = [];
   let profWindow: [bigint, bigint] | undefined; // the timed rounds, without start-up and prefill
   try {
@@ -254,6 +255,7 @@ async function main(): Promise<void> {
           const seconds = qemuImgBench(c, t.uri);
           const cpu1 = t.parts.map((p) => cpuOf(p.proc));
           const ctl1 = cloud && t.nodes ? cpuOf(cloud.controller) : null;
+          loads.push(loadavg()[0]);
           const key = `${c.name}/${t.name}`;
           samples.set(key, [...(samples.get(key) ?? []), { seconds, cpu: cpu0.map((x, i) => diff(x, cpu1[i])), controllerCpu: diff(ctl0, ctl1) }]);
           process.stderr.write(`  round ${r + 1} ${key}: ${(c.count / seconds).toFixed(0)} IOPS\n`);
@@ -301,12 +303,14 @@ async function main(): Promise<void> {
   const f = (x: number | undefined, d = 0) => (x !== undefined && Number.isFinite(x) ? x.toFixed(d) : '-');
   for (const r of rows) {
     console.log(`\n${r.case} (${r.count} × ${r.size >= 1 << 20 ? `${r.size >> 20} MiB` : `${r.size >> 10} KiB`}, queue depth ${r.depth})`);
-    console.log('  target        IOPS     MB/s  cpu µs/op  (split)                                   vs qemu-nbd');
+    console.log('  target         IOPS      MB/s  cpu µs/op  vs qemu-nbd  cpu split (µs/op)');
     for (const t of targets) {
       const p = r[t.name];
-      const split = t.parts.length > 1 ? Object.entries(p.cpuSplitUsPerOp).map(([k, v]) => `${k} ${f(v, 1)}`).join(' + ') + (p.controllerCpuUsPerOp !== undefined ? `; controller ${f(p.controllerCpuUsPerOp, 2)}` : '') : '';
+      const split = t.parts.length > 1
+        ? Object.entries(p.cpuSplitUsPerOp).map(([k, v]) => `${k} ${f(v, 1)}`).join(' + ') + (p.controllerCpuUsPerOp !== undefined ? `; controller ${f(p.controllerCpuUsPerOp, 1)}` : '')
+        : '';
       const vs = t.name === 'qemu-nbd' ? '' : `${f(p.iops / (r['qemu-nbd']?.iops ?? NaN), 2)}x`;
-      console.log(`  ${t.name.padEnd(10)} ${f(p.iops).padStart(8)} ${f(p.mbps, 1).padStart(8)} ${f(p.cpuUsPerOp, 1).padStart(10)}  ${split.padEnd(42)} ${vs.padStart(6)}`);
+      console.log(`  ${t.name.padEnd(10)} ${f(p.iops).padStart(8)} ${f(p.mbps, 1).padStart(9)} ${f(p.cpuUsPerOp, 1).padStart(10)} ${vs.padStart(12)}  ${split}`.trimEnd());
     }
   }
 
@@ -323,9 +327,11 @@ async function main(): Promise<void> {
   }
   console.log(`prefill (1 GiB sequential 1 MiB writes, first write of every block): ${targets.map((t) => `${t.name} ${f(IMAGE_SIZE / prefill.get(t.name)! / 1e6)} MB/s`).join(', ')}`);
   const minutes = (Date.now() - started) / 60_000;
-  console.log(`load average at end: ${load1.map((x) => x.toFixed(2)).join(' ')}; run took ${minutes.toFixed(1)} min`);
+  const loadDuring = { min: Math.min(...loads), median: median(loads), max: Math.max(...loads) };
+  console.log(`load average (1 min) after the timed runs: min ${f(loadDuring.min, 2)}, median ${f(loadDuring.median, 2)}, max ${f(loadDuring.max, 2)} on ${cpus().length} CPUs; ` +
+    `at end: ${load1.map((x) => x.toFixed(2)).join(' ')}; run took ${minutes.toFixed(1)} min`);
   console.log(JSON.stringify({
-    bench: 'nbd', rounds, scale, qemuNbd: qemuNbdVersion, node: process.version, loadavg: { start: load0, end: load1 }, minutes,
+    bench: 'nbd', rounds, scale, qemuNbd: qemuNbdVersion, node: process.version, loadavg: { start: load0, during: loadDuring, end: load1 }, cpus: cpus().length, minutes,
     placement: Object.fromEntries(targets.filter((t) => t.nodes).map((t) => [t.name, t.nodes])),
     prefillSeconds: Object.fromEntries(prefill), cases: rows, goals,
   }));
