@@ -5,6 +5,7 @@ import { HttpMapSource } from '../storage/frontend/http-map.js';
 import { NodePool } from '../storage/frontend/pool.js';
 import { VolumeSession } from '../storage/frontend/session.js';
 import { NbdServer } from '../storage/nbd/index.js';
+import type { StorageNodeServer } from '../storage/node/server.js';
 import { relocationStep, type RelocateBody, type RelocateProgress, type RelocateResult } from '../storage/relocation/step.js';
 
 export interface AgentFrontendOptions {
@@ -14,7 +15,11 @@ export interface AgentFrontendOptions {
   /** The agent's node token: it authenticates the frontend's block-map calls. */
   token: () => string;
   log: Logger;
+  /** The storage node this process runs (`kumo agent --storage-data`): reached in process, read first. */
+  localNode?: LocalNode;
 }
+
+export interface LocalNode { nodeId: string; server: StorageNodeServer }
 
 /** The volumes a VM has open, and for which of the agent's hosts (the lease holder). */
 interface Attachment { hostId: string; volumeIds: string[] }
@@ -43,6 +48,7 @@ export class AgentFrontend {
     this.file = join(o.dir, 'attachments.json');
     this.nbd = new NbdServer({ logger: o.log });
     this.pool = new NodePool({ client: 'agent', log: o.log });
+    if (o.localNode) this.pool.addLocal(o.localNode.nodeId, o.localNode.server);
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { LaunchSpec, VmSpec } from '../compute/driver.js';
-import { AgentFrontend } from './frontend.js';
+import { AgentFrontend, type LocalNode } from './frontend.js';
 import { ImageCache } from './images.js';
 
 export interface AgentStorageOptions {
@@ -9,6 +9,8 @@ export interface AgentStorageOptions {
   dataDir: string;
   controllerUrl: string;
   log: Logger;
+  /** The storage node this process runs, if any: the frontend reaches it without a network hop. */
+  localNode?: LocalNode;
 }
 
 /**
@@ -22,7 +24,7 @@ export class AgentStorage {
 
   constructor(o: AgentStorageOptions) {
     this.images = new ImageCache({ dir: join(o.dataDir, 'images'), controllerUrl: o.controllerUrl, token: () => this.token() });
-    this.frontend = new AgentFrontend({ dir: join(o.dataDir, 'frontend'), controllerUrl: o.controllerUrl, token: () => this.token(), log: o.log });
+    this.frontend = new AgentFrontend({ dir: join(o.dataDir, 'frontend'), controllerUrl: o.controllerUrl, token: () => this.token(), log: o.log, localNode: o.localNode });
   }
 
   /** Called by the agent once registered: its node token authenticates both. */

@@ -3,7 +3,7 @@ import { hostname, cpus, totalmem } from 'node:os';
 import { existsSync, readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { join } from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import type { ComputeDriver } from '../compute/driver.js';
 import { hostPort, int, onSignals } from './util.js';
 
@@ -32,6 +32,23 @@ export async function makeDriver(name: string, dataDir: string, hostName: string
   };
 }
 
+/**
+ * `--storage-data`: the storage node of a hyperconverged host, in the agent's process. It is a
+ * `kumo storage-node` in every other respect (registers with the join token, serves other hosts'
+ * frontends and nodes over TCP, keeps DIR/node.json); it starts — and registers — before the
+ * agent, so the frontend reaches it in process from the first volume it opens.
+ */
+async function startStorageNode(o: Record<string, any>, joinToken: string, log: Logger) {
+  const { StorageNodeDaemon } = await import('../storage/node/daemon.js');
+  const d = new StorageNodeDaemon({
+    dataDir: o.storageData, zone: o.zone, controllerUrl: o.controller, joinToken, listen: o.storageListen, advertise: o.storageAdvertise,
+    name: o.storageName, log: log.child({ component: 'storage-node' }),
+  });
+  await d.start();
+  process.stderr.write(`kumo agent: storage node ${d.identity.name} (${d.nodeId}) in this process, serving at ${d.host}:${d.port}, data in ${o.storageData}\n`);
+  return d;
+}
+
 function qemuBinary(): string | null {
   for (const dir of (process.env.PATH ?? '/usr/bin').split(':')) {
     const f = join(dir, 'qemu-system-x86_64');
@@ -55,23 +72,36 @@ export function agentCommands(program: Command): void {
     .option('--memory-mib <n>', 'memory to offer in MiB (default: this machine\'s)', int, Math.floor(totalmem() / 1048576))
     .option('--sim-boot-ms <ms>', 'sim driver: simulated boot time', int, 2000)
     .option('--sim-shutdown-ms <ms>', 'sim driver: simulated ACPI shutdown time', int, 1000)
+    .option('--storage-data <dir>', 'also run a storage node in this process, storing in DIR (a hyperconverged host): it registers and serves other hosts like `kumo storage-node`, and this host\'s volumes reach it without a network hop')
+    .option('--storage-name <name>', 'with --storage-data: the node\'s name (default: the one in DIR/node.json, else <hostname>-<basename of DIR>)')
+    .addOption(new Option('--storage-listen <host:port>', 'with --storage-data: address of its block service; port 0 reuses the last run\'s port (node.json), else picks a free one')
+      .argParser(hostPort).default({ host: '127.0.0.1', port: 0 }, '127.0.0.1:0'))
+    .option('--storage-advertise <host>', 'with --storage-data: host other frontends and nodes connect to (default: the listen host)')
     .option('--log <file>', 'log file (default: stderr)')
     .action(async (o) => {
       const { Agent } = await import('../agent/server.js');
       const { makeLogger } = await import('./log.js');
       const log = makeLogger('agent', o.log);
+      const joinToken = readJoinToken(o);
       const { driver, why } = await makeDriver(o.driver, o.data, o.host, o, log);
       process.stderr.write(`kumo agent: compute driver ${why}\n`);
+      // Runs whatever the driver: with sim VMs it still serves restores, exports and other hosts.
+      const node = o.storageData ? await startStorageNode(o, joinToken, log) : null;
+      const localNode = node?.nodeId && node.server ? { nodeId: node.nodeId, server: node.server } : undefined;
       // Simulated VMs keep no data; real ones get their volumes from storage nodes over NBD.
       const { AgentStorage } = await import('../agent/storage.js');
-      const storage = driver.name === 'sim' ? undefined : new AgentStorage({ dataDir: o.data, controllerUrl: o.controller, log });
+      const storage = driver.name === 'sim' ? undefined : new AgentStorage({ dataDir: o.data, controllerUrl: o.controller, log, localNode });
       const agent = new Agent({
-        controllerUrl: o.controller, joinToken: readJoinToken(o), zone: o.zone, listen: hostPort(o.listen), log, storage,
+        controllerUrl: o.controller, joinToken, zone: o.zone, listen: hostPort(o.listen), log, storage,
         hosts: [{ name: o.host, vcpus: o.vcpus, memoryMiB: o.memoryMib, architectures: ['x86_64', 'i686'], driver }],
       });
       await agent.start();
       process.stderr.write(`kumo agent: ${o.host} in ${o.zone} serving at ${agent.url}\n`);
-      onSignals(() => agent.stop());
+      // The agent first: its volumes suspend while the node still answers.
+      onSignals(async () => {
+        await agent.stop();
+        await node?.stop();
+      });
     });
 
   program.command('sim')

@@ -96,7 +96,7 @@ export function serverCommands(program: Command): void {
     });
 
   controllerOptions(program.command('up')
-    .description('run the all-in-one cloud: controller + storage node + agent on this machine, SQLite in DATA')
+    .description('run the all-in-one cloud on this machine: controller + agent with its storage node in-process, SQLite in DATA')
     .option('--driver <name>', 'compute driver of the agent: auto (QEMU when installed, else sim), qemu or sim', 'auto')
     .option('--sim-boot-ms <ms>', 'sim driver: simulated boot time', int, 2000)
     .option('--cache <dir>', 'downloaded Debian packages for the tiny-linux image (default: KUMO_CACHE, else the OS temp dir)')
@@ -115,12 +115,15 @@ export function serverCommands(program: Command): void {
         process.stderr.write(`kumo up: no ${TINY_IMAGE} image (building it failed: ${e.message.split('\n')[0].slice(0, 300)}); continuing without it\n`);
         return null;
       });
-      const common = ['--controller', c.url, '--zone', 'zone-1', '--join-token-file', join(data, 'join-token')];
+      // One hyperconverged host: the storage node runs inside the agent, whose volumes reach it
+      // without a network hop (a separate process cost most of a local replica's speed). Its data
+      // directory and name are those of the separate `kumo storage-node` earlier versions ran, so
+      // an existing DATA keeps its node id.
       const children = [
-        supervise('storage node', [MAIN, 'storage-node', ...common, '--name', `${hostname()}-storage`, '--listen', `${o.listen}:0`,
-          '--data', join(data, 'storage'), '--log', join(logs, 'storage-node.log')]),
-        supervise('agent', [MAIN, 'agent', ...common, '--host', hostname(), '--listen', `${o.listen}:0`,
-          '--data', join(data, 'agent'), '--driver', o.driver, '--sim-boot-ms', String(o.simBootMs), '--log', join(logs, 'agent.log')]),
+        supervise('agent', [MAIN, 'agent', '--controller', c.url, '--zone', 'zone-1', '--join-token-file', join(data, 'join-token'),
+          '--host', hostname(), '--listen', `${o.listen}:0`, '--data', join(data, 'agent'), '--driver', o.driver, '--sim-boot-ms', String(o.simBootMs),
+          '--storage-data', join(data, 'storage'), '--storage-name', `${hostname()}-storage`, '--storage-listen', `${o.listen}:0`,
+          '--log', join(logs, 'agent.log')]),
       ];
       const imageId = await tiny;
       process.stdout.write([

@@ -1,4 +1,5 @@
 import { cpuFits, cpuHeadroom, memoryFits, memoryHeadroom } from './capacity.js';
+import { NO_SDN, edgeOf, missingVlans, nicCount, type SdnView } from './sdn-view.js';
 import type { HostCapacity, SchedulerPolicy, VmDemand } from './types.js';
 
 /**
@@ -9,13 +10,14 @@ import type { HostCapacity, SchedulerPolicy, VmDemand } from './types.js';
  */
 export interface Filter {
   readonly name: string;
-  readonly pass: (host: HostCapacity, vm: VmDemand, policy: SchedulerPolicy) => boolean;
+  /** `sdn` is the edge/VLAN view (sdn-view.ts); filters that do not need it ignore it. */
+  readonly pass: (host: HostCapacity, vm: VmDemand, policy: SchedulerPolicy, sdn?: SdnView) => boolean;
   /** What follows the count in the reason: "3 in maintenance". */
   readonly rejects: (vm: VmDemand) => string;
   /** Capacity filters report the closest miss: "(best fit 512 MiB free, need 1024 MiB)". */
   readonly shortfall?: {
     readonly unit: string;
-    readonly headroom: (host: HostCapacity, vm: VmDemand, policy: SchedulerPolicy) => number;
+    readonly headroom: (host: HostCapacity, vm: VmDemand, policy: SchedulerPolicy, sdn?: SdnView) => number;
     readonly need: (vm: VmDemand) => number;
   };
 }
@@ -78,5 +80,48 @@ export const passesCore = (h: HostCapacity, vm: VmDemand, p: SchedulerPolicy): b
   inZone(h, vm) && inPool(h, vm) && notExcluded(h, vm) && isUp(h) && notInMaintenance(h) && runsArch(h, vm)
   && hasVcpus(h, vm, p) && hasMemory(h, vm, p);
 
-/** New filters append here (after the core); they run through the list, after passesCore. */
-export const FILTERS: readonly Filter[] = [...CORE_FILTERS];
+/**
+ * VLAN-pool exhaustion is NO_CAPACITY (issue 5): a host is out when one of the VM's networks has no
+ * VLAN in the host's zone yet and the zone has too few free IDs to give one to each such network,
+ * or likewise in the gateway zone, where every network with members anywhere holds a VLAN.
+ */
+export function vlansAvailable(h: HostCapacity, vm: VmDemand, _p?: SchedulerPolicy, sdn: SdnView = NO_SDN): boolean {
+  const nets = vm.networks;
+  if (nets === undefined || nets.length === 0) return true;
+  const need = missingVlans(nets, h.zone);
+  if (need > 0 && need > sdn.freeVlans(h.zone)) return false;
+  const gw = sdn.gatewayZone;
+  if (gw === null || gw === h.zone) return true;
+  const gwNeed = missingVlans(nets, gw);
+  return gwNeed === 0 || gwNeed <= sdn.freeVlans(gw);
+}
+
+/** The edge's MAC table must hold the VM's NICs too. A host with no known edge is not limited. */
+export function withinMacBudget(h: HostCapacity, vm: VmDemand, _p?: SchedulerPolicy, sdn: SdnView = NO_SDN): boolean {
+  const n = nicCount(vm);
+  if (n === 0) return true;
+  const e = edgeOf(h, sdn);
+  return e === undefined || e.macs + n <= e.macBudget;
+}
+
+export const vlanPoolFilter: Filter = {
+  name: 'vlanPool',
+  pass: vlansAvailable,
+  rejects: () => "in zones with no VLAN ID left for the VM's networks (or none left in the gateway zone)",
+};
+export const macBudgetFilter: Filter = {
+  name: 'macBudget',
+  pass: withinMacBudget,
+  rejects: () => 'behind edges whose MAC table budget is full',
+  shortfall: {
+    unit: 'MAC entries',
+    headroom: (h, _vm, _p, sdn = NO_SDN) => { const e = edgeOf(h, sdn); return e ? Math.max(0, e.macBudget - e.macs) : Infinity; },
+    need: nicCount,
+  },
+};
+
+/** After the core; scan answers them through SdnMemo (sdn-memo.ts), once per zone and edge. */
+export const SDN_FILTERS: readonly Filter[] = [vlanPoolFilter, macBudgetFilter];
+
+/** New filters append here (after the core and SDN ones); they run through the list, after those. */
+export const FILTERS: readonly Filter[] = [...CORE_FILTERS, ...SDN_FILTERS];

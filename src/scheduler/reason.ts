@@ -1,4 +1,5 @@
 import type { Compiled } from './policy.js';
+import { NO_SDN, type SdnView } from './sdn-view.js';
 import type { HostCapacity, VmDemand } from './types.js';
 
 const fmt = (n: number): string => String(Math.floor(n));
@@ -9,17 +10,17 @@ const fmt = (n: number): string => String(Math.floor(n));
  * (CapacityIndex skips other zones and pools), keyed by filter name.
  */
 export function explain(
-  hosts: readonly HostCapacity[], vm: VmDemand, c: Compiled, preRejected: Readonly<Record<string, number>> = {},
+  hosts: readonly HostCapacity[], vm: VmDemand, c: Compiled, preRejected: Readonly<Record<string, number>> = {}, sdn: SdnView = NO_SDN,
 ): string {
   const { filters, policy } = c;
   const count = filters.map((f) => preRejected[f.name] ?? 0);
   const bestFit = filters.map(() => -Infinity);
   for (const h of hosts) {
-    const f = filters.findIndex((x) => !x.pass(h, vm, policy));
+    const f = filters.findIndex((x) => !x.pass(h, vm, policy, sdn));
     if (f < 0) continue;
     count[f]++;
     const s = filters[f].shortfall;
-    if (s) bestFit[f] = Math.max(bestFit[f], s.headroom(h, vm, policy));
+    if (s) bestFit[f] = Math.max(bestFit[f], s.headroom(h, vm, policy, sdn));
   }
   const parts: string[] = [];
   filters.forEach((f, i) => {

@@ -8,7 +8,7 @@ const used = (g: [number, number], be: [number, number]) => ({
 });
 
 test('filters run in a fixed order, zone and pool first', () => {
-  assert.deepEqual(FILTERS.map((f) => f.name), ['zone', 'pool', 'exclude', 'up', 'maintenance', 'architecture', 'cpu', 'memory']);
+  assert.deepEqual(FILTERS.map((f) => f.name), ['zone', 'pool', 'exclude', 'up', 'maintenance', 'architecture', 'cpu', 'memory', 'vlanPool', 'macBudget']);
 });
 
 test('zone: a pinned VM goes only to its zone; an unpinned one anywhere', () => {

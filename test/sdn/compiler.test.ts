@@ -126,12 +126,12 @@ test('compile: inconsistent inputs are listed together', () => {
       'network n3: VLAN 5000 in zone z9 is outside 2..4094',
       'networks n1 and n3 share VNI 5001',
       'networks n1 and n3 share VLAN 10 in zone z1',
-      `nic ${VM_B}/0 is placed twice on host h2`,
       `nic ${VM_C}/0 on host h9: unknown host`,
       `nic ${VM_C}/0 on host h9: MAC "nonsense" is not of the form 52:54:00:12:34:56`,
       `nic ${VM_C}/0 on host h9: "fe80::1" is not an IPv4 address (the anti-spoofing rules are IPv4 only)`,
       `nic ${VM_C}/99 on host h3: NIC slot 99 is outside 0..35`,
       `nic ${VM_C}/99 on host h3: unknown network n8`,
+      `nic ${VM_B}/0 is placed twice on host h2`,
     ]);
     return true;
   });

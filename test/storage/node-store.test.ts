@@ -1,9 +1,11 @@
 /**
  * The storage node's ObjectStore on a real filesystem: data round trips at unaligned offsets,
- * sparseness (st_blocks), trim, durability calls (counted), copies and the open-file bound.
+ * sparseness (st_blocks), trim, durability calls (counted), copies, the open-file bound, and small
+ * requests done at once (synchronously) without breaking the per-object order.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -150,18 +152,45 @@ describe('ObjectStore', () => {
     assert.equal(await s.flush([a]), 0, 'a deleted object owes nothing');
   });
 
-  it('runs the operations on one object in call order', async (t) => {
+  for (const [io, open] of [['auto', false], ['auto', true], ['async', true]] as const) {
+    it(`runs the operations on one object in call order (io ${io}, object ${open ? 'open' : 'new'})`, async (t) => {
+      const s = await store(t, { io });
+      const id = newObjectId();
+      // An open, idle object: the first writes are done at once, the ones queued behind a trim wait.
+      if (open) await s.write(id, 0, Buffer.alloc(8 * 4096, 0xff));
+      const ps: Promise<unknown>[] = [];
+      for (let i = 0; i < 100; i++) ps.push(s.write(id, (i % 8) * 4096, Buffer.alloc(4096, i)));
+      ps.push(s.trim(id, 8 * 4096, 4096), s.write(id, 0, Buffer.alloc(4096, 0xee), true));
+      for (let i = 100; i < 200; i++) ps.push(s.write(id, (i % 8) * 4096, Buffer.alloc(4096, i)));
+      const read = s.read(id, 0, 8 * 4096);
+      ps.push(s.trim(id, 0, 4096));
+      const after = s.read(id, 0, 4096);
+      await Promise.all(ps);
+      const d = await read;
+      for (let k = 0; k < 8; k++) assert.equal(d[k * 4096], 192 + k, `slot ${k} holds the last write before the read`);
+      assert.deepEqual(await after, Buffer.alloc(4096));
+      if (io === 'async') assert.equal(s.io.stats.syncOps, 0);
+      else if (open) assert.ok(s.io.stats.syncOps >= 100, `done at once: ${JSON.stringify(s.io.stats)}`);
+    });
+  }
+
+  it('does a small read or write of an open idle object at once; FUA and queued requests go through the FIFO', async (t) => {
     const s = await store(t);
     const id = newObjectId();
-    const ps: Promise<unknown>[] = [];
-    for (let i = 0; i < 200; i++) ps.push(s.write(id, (i % 8) * 4096, Buffer.alloc(4096, i)));
-    const read = s.read(id, 0, 8 * 4096);
-    ps.push(s.trim(id, 0, 4096));
-    const after = s.read(id, 0, 4096);
-    await Promise.all(ps);
-    const d = await read;
-    for (let k = 0; k < 8; k++) assert.equal(d[k * 4096], 192 + k, `slot ${k} holds the last write before the read`);
-    assert.deepEqual(await after, Buffer.alloc(4096));
+    await s.write(id, 0, Buffer.alloc(8192, 1)); // opens (creates) it: through the FIFO
+    const w = s.write(id, 0, Buffer.alloc(4096, 2));
+    assert.equal(readFileSync(s.path(id))[0], 2, 'written before the call returned');
+    await w;
+    assert.equal(s.dirtyObjects, 1);
+    const fua = s.write(id, 4096, Buffer.alloc(4096, 3), true);
+    const behind = s.write(id, 4096, Buffer.alloc(4096, 4));
+    assert.equal(readFileSync(s.path(id))[4096], 1, 'neither is done yet: the FUA write holds the FIFO');
+    await Promise.all([fua, behind]);
+    assert.equal((await s.read(id, 4096, 1))[0], 4);
+    assert.equal(s.dirtyObjects, 1, 'the write after the FUA one is owed to the next flush');
+    assert.equal(await s.flush(), 1);
+    assert.deepEqual(await s.read(id, 8000, 400), Buffer.concat([Buffer.alloc(192, 4), Buffer.alloc(208)]), 'past the end reads as zeros');
+    assert.ok(s.io.stats.syncOps >= 1);
   });
 
   it('copies from a source: zero chunks stay holes, the old content is replaced, a failure leaves it whole', async (t) => {

@@ -6,9 +6,10 @@
  */
 import {
   EDGE_BRIDGE, GATEWAY_BRIDGE, GATEWAY_VXLAN, HOST_BRIDGE,
-  type DesiredConfig, type EdgeConfig, type GatewayConfig, type HostConfig, type PlacedNetwork, type Placement,
-  type PortConfig, type Topology, type TopologyZone,
+  type DesiredConfig, type EdgeConfig, type GatewayConfig, type HostConfig, type PlacedNetwork, type PlacedNic, type Placement,
+  type PortConfig, type Topology, type TopologyHost, type TopologyZone,
 } from '../types.js';
+import { tapName } from '../../compute/qemu/taps.js';
 import { gatewayAddress, indexNetworks, indexTopology, nicPort } from './checks.js';
 import { raiseIfAny } from './errors.js';
 import { byNumber, byText, sortedUnique } from './order.js';
@@ -17,31 +18,23 @@ export function compile(t: Topology, p: Placement): DesiredConfig {
   const problems: string[] = [];
   const topo = indexTopology(t, problems);
   const nets = indexNetworks(p.networks, topo.zones, problems);
-  const vlanOf = (networkId: string, zoneId: string) => nets.networks.get(networkId)?.zoneVlans[zoneId];
-  const hasNetwork = (networkId: string) => nets.networks.has(networkId);
-
-  const ports = new Map<string, PortConfig[]>();
-  const owner = new Map<string, string>(); // host + tap → the NIC that has it
+  // One lookup per NIC: the host's record holds its port list.
+  const slots = new Map<string, { host: TopologyHost; ports: PortConfig[] }>();
+  for (const h of topo.hosts.values()) slots.set(h.hostId, { host: h, ports: [] });
   for (const nic of p.nics) {
-    const port = nicPort(nic, topo.hosts, hasNetwork, vlanOf, problems);
-    if (!port) continue;
-    const key = `${nic.hostId}\0${port.port}`, who = `${nic.vmId}/${nic.slot}`;
-    const had = owner.get(key);
-    if (had !== undefined) {
-      problems.push(had === who ? `nic ${who} is placed twice on host ${nic.hostId}` : `nics ${had} and ${who} on host ${nic.hostId} both get tap ${port.port}`);
-      continue;
-    }
-    owner.set(key, who);
-    let list = ports.get(nic.hostId);
-    if (!list) ports.set(nic.hostId, (list = []));
-    list.push(port);
+    const slot = slots.get(nic.hostId);
+    const vlan = slot ? nets.byZoneNetwork.get(slot.host.zoneId)?.get(nic.networkId) : undefined;
+    const port = nicPort(nic, slot?.host, vlan !== undefined || nets.networks.has(nic.networkId), vlan, problems);
+    if (port) slot!.ports.push(port);
+  }
+  for (const [hostId, { ports: list }] of slots) {
+    list.sort(byPort);
+    for (let i = 1; i < list.length; i++) if (list[i].port === list[i - 1].port) problems.push(tapTakenTwice(p.nics, hostId, list[i].port));
   }
   raiseIfAny(problems);
 
-  const hosts: HostConfig[] = [...topo.hosts.values()].sort((a, b) => byText(a.hostId, b.hostId)).map((h) => {
-    const list = (ports.get(h.hostId) ?? []).sort((a, b) => byText(a.port, b.port));
-    return hostConfig(h.hostId, h.uplink, list);
-  });
+  const hosts: HostConfig[] = [...topo.hosts.values()].sort((a, b) => byText(a.hostId, b.hostId))
+    .map((h) => hostConfig(h.hostId, h.uplink, slots.get(h.hostId)!.ports));
   const hostById = new Map(hosts.map((h) => [h.hostId, h]));
 
   const downlinks = new Map<string, EdgeConfig['downlinks']>();
@@ -49,11 +42,13 @@ export function compile(t: Topology, p: Placement): DesiredConfig {
     if (!h.edge) continue;
     let list = downlinks.get(h.edge.edgeId);
     if (!list) downlinks.set(h.edge.edgeId, (list = []));
-    list.push({ port: h.edge.port, hostId: h.hostId, vlans: [...hostById.get(h.hostId)!.trunk] });
+    list.push({ port: h.edge.port, hostId: h.hostId, vlans: hostById.get(h.hostId)!.trunk.slice() });
   }
   const edges: EdgeConfig[] = [...topo.edges.values()].sort((a, b) => byText(a.edgeId, b.edgeId)).map((e) => {
-    const list = (downlinks.get(e.edgeId) ?? []).sort((a, b) => byText(a.port, b.port));
-    return { edgeId: e.edgeId, bridge: EDGE_BRIDGE, uplink: { port: e.uplink, vlans: sortedUnique(list.flatMap((d) => d.vlans)) }, downlinks: list };
+    const list = (downlinks.get(e.edgeId) ?? []).sort(byPort);
+    const all: number[] = [];
+    for (const d of list) for (const v of d.vlans) all.push(v);
+    return { edgeId: e.edgeId, bridge: EDGE_BRIDGE, uplink: { port: e.uplink, vlans: sortedVlans(all) }, downlinks: list };
   });
 
   const zones = [...topo.zones.values()].sort((a, b) => byText(a.zoneId, b.zoneId));
@@ -62,7 +57,29 @@ export function compile(t: Topology, p: Placement): DesiredConfig {
 }
 
 export function hostConfig(hostId: string, uplink: string, sortedPorts: PortConfig[]): HostConfig {
-  return { hostId, bridge: HOST_BRIDGE, uplink, trunk: sortedUnique(sortedPorts.map((p) => p.vlan)), ports: sortedPorts };
+  const vlans = new Array<number>(sortedPorts.length);
+  for (let i = 0; i < sortedPorts.length; i++) vlans[i] = sortedPorts[i].vlan;
+  return { hostId, bridge: HOST_BRIDGE, uplink, trunk: sortedVlans(vlans), ports: sortedPorts };
+}
+
+/** Port names never tie within one device (a tie is refused), so this is a total order there. */
+export const byPort = (a: { port: string }, b: { port: string }): number => (a.port < b.port ? -1 : a.port > b.port ? 1 : 0);
+
+/** Sorts VLAN IDs in place and drops repeats; no Set, since it runs for every host and edge. */
+function sortedVlans(vs: number[]): number[] {
+  vs.sort(byNumber);
+  let n = 0;
+  for (let i = 0; i < vs.length; i++) if (n === 0 || vs[i] !== vs[n - 1]) vs[n++] = vs[i];
+  vs.length = n;
+  return vs;
+}
+
+/** The slow path, on error only: which NICs share the tap name. */
+function tapTakenTwice(nics: readonly PlacedNic[], hostId: string, tap: string): string {
+  const [x, y] = nics.filter((n) => n.hostId === hostId && (() => { try { return tapName(n.vmId, n.slot) === tap; } catch { return false; } })());
+  return x.vmId === y.vmId && x.slot === y.slot
+    ? `nic ${y.vmId}/${y.slot} is placed twice on host ${hostId}`
+    : `nics ${x.vmId}/${x.slot} and ${y.vmId}/${y.slot} on host ${hostId} both get tap ${tap}`;
 }
 
 /**

@@ -213,7 +213,8 @@ export class SdnState {
   }
 
   private checkNic(nic: PlacedNic, problems: string[]): PortConfig | null {
-    const port = nicPort(nic, this.topo.hosts, (id) => this.networks.has(id), (id, zone) => this.networks.get(id)?.net.zoneVlans[zone], problems);
+    const host = this.topo.hosts.get(nic.hostId), net = this.networks.get(nic.networkId)?.net;
+    const port = nicPort(nic, host, net !== undefined, host && net ? net.zoneVlans[host.zoneId] : undefined, problems);
     if (!port) return null;
     const who = `${nic.vmId}/${nic.slot}`;
     const had = this.hosts.get(nic.hostId)!.ports.get(port.port);

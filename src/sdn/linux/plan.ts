@@ -80,7 +80,8 @@ export class Planner {
 
   /** The bridge's own VLANs (tagged), for VLAN interfaces on top of it. */
   selfVlans(bridge: string, vids: number[]): void {
-    if (!this.obs.links.has(bridge) || this.unsettled.has(bridge)) {
+    if (this.unsettled.has(bridge)) return;
+    if (!this.obs.links.has(bridge)) {
       for (const vid of vids) this.bridge.push(`vlan add dev ${bridge} vid ${vid} self`);
       return;
     }

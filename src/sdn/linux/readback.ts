@@ -2,16 +2,16 @@
  * The config a device holds, rebuilt from what the kernel reports (Observed), for read(): ports
  * and their VLANs from the bridge, MACs and addresses from the anti-spoofing sets, roles and host
  * ids from kumo's interface aliases, VLAN↔VNI maps and flood peers from the VXLAN device. Arrays
- * come sorted: ports by name, VLANs and VNIs numerically, IPv4 addresses numerically.
+ * come sorted as the compiler sorts them (src/sdn/compiler/order.ts): ports and addresses by text
+ * (UTF-16 code units, not locale), VLANs and VNIs numerically.
  */
 import { EDGE_BRIDGE, GATEWAY_BRIDGE, GATEWAY_VXLAN, HOST_BRIDGE, type EdgeConfig, type GatewayConfig, type HostConfig } from '../types.js';
 import type { LinkState, Observed } from './observe.js';
 import { ALIAS_DOWNLINK, ALIAS_UPLINK, TAP_PREFIX } from './plan.js';
 
 const num = (a: number, b: number) => a - b;
-const ipKey = (ip: string) => ip.split(/[./]/).map((x) => x.padStart(3, '0')).join('.');
-export const byIp = (a: string, b: string) => (ipKey(a) < ipKey(b) ? -1 : ipKey(a) > ipKey(b) ? 1 : 0);
-const byName = (a: { port: string }, b: { port: string }) => (a.port < b.port ? -1 : a.port > b.port ? 1 : 0);
+const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+const byName = (a: { port: string }, b: { port: string }) => byText(a.port, b.port);
 
 function portsOf(obs: Observed, bridge: string): LinkState[] {
   return [...obs.links.values()].filter((l) => l.master === bridge).sort((a, b) => (a.name < b.name ? -1 : 1));
@@ -41,7 +41,7 @@ export function readHost(obs: Observed, hostId: string): HostConfig | null {
         port: l.name,
         vlan: (vl.find((v) => v.pvid) ?? vl[0])?.vid ?? 0,
         mac: elems(sets?.macs, l.name)[0] ?? '',
-        ips: elems(sets?.ips, l.name).sort(byIp),
+        ips: elems(sets?.ips, l.name).sort(byText),
       };
     }).sort(byName),
   };
@@ -73,7 +73,7 @@ export function readGateway(obs: Observed, zoneId: string): GatewayConfig | null
   const addresses = [...obs.links.values()]
     .filter((l) => l.kind === 'vlan' && l.parent === GATEWAY_BRIDGE && l.name === `${GATEWAY_BRIDGE}.${l.data.id}`)
     .flatMap((l) => (obs.addrs.get(l.name) ?? []).map((address) => ({ vlan: l.data.id as number, address })))
-    .sort((a, b) => a.vlan - b.vlan || byIp(a.address, b.address));
+    .sort((a, b) => a.vlan - b.vlan || byText(a.address, b.address));
   return {
     zoneId,
     bridge: GATEWAY_BRIDGE,
@@ -81,7 +81,7 @@ export function readGateway(obs: Observed, zoneId: string): GatewayConfig | null
     underlayIp: typeof vx?.data.local === 'string' ? vx.data.local : '',
     downlink: { port: down?.name ?? '', vlans: down ? vids(obs, down.name) : [] },
     maps: onBridge ? vids(obs, GATEWAY_VXLAN).filter((v) => tunnels.has(v)).map((vlan) => ({ vlan, vni: tunnels.get(vlan)! })) : [],
-    flood: [...new Set(obs.flood.map((f) => f.dst))].sort(byIp),
+    flood: [...new Set(obs.flood.map((f) => f.dst))].sort(byText),
     addresses,
   };
 }

@@ -5,21 +5,21 @@
  * wrote: after a reconnect, the old connection's writes can no longer be flushed, and its FLUSH
  * fails, which marks those replicas out-of-sync instead of pretending they are durable.
  */
-import type { StorageNodeClient } from '../node/client.js';
+import type { NodeClient } from '../node/node-client.js';
 import type { BlockState } from './block-state.js';
 
 export class NodeSlot {
   inflight = 0;
-  readonly dirty = new Map<StorageNodeClient, Set<BlockState>>();
+  readonly dirty = new Map<NodeClient, Set<BlockState>>();
   /** When a failure on this node was last logged (failures come in bursts). */
   warnedAt = 0;
-  private lastClient: StorageNodeClient | null = null;
+  private lastClient: NodeClient | null = null;
   private lastSet: Set<BlockState> | null = null;
   private idleWaiters: (() => void)[] | null = null;
 
   constructor(readonly nodeId: string) {}
 
-  markDirty(c: StorageNodeClient, st: BlockState): void {
+  markDirty(c: NodeClient, st: BlockState): void {
     if (c !== this.lastClient) {
       let s = this.dirty.get(c);
       if (!s) this.dirty.set(c, (s = new Set()));
@@ -30,7 +30,7 @@ export class NodeSlot {
   }
 
   /** Hands the dirty sets over (to a flush) and starts new ones. */
-  takeDirty(): [StorageNodeClient, Set<BlockState>][] {
+  takeDirty(): [NodeClient, Set<BlockState>][] {
     const out = [...this.dirty];
     this.dirty.clear();
     this.lastClient = this.lastSet = null;

@@ -1,6 +1,8 @@
 /**
- * The frontend's connections to storage nodes: one StorageNodeClient per node, shared by every
- * volume session of the process (each request is pipelined on it).
+ * The frontend's connections to storage nodes: one client per node, shared by every volume
+ * session of the process (each request is pipelined on it) — a StorageNodeClient over TCP, or,
+ * for a node running in this very process (`addLocal`: a hyperconverged agent), an
+ * InProcessNodeClient that calls the node's store directly.
  *
  * Connections open lazily and come back after a node hung up, but a dead node must not make
  * requests wait: the first attempt after a healthy connection ended is waited for (a restarted node
@@ -9,9 +11,12 @@
  * fast too. Only `connect()` (copies, explicit checks) waits for a fresh attempt.
  *
  * RTT is measured with PING on connect and every `pingEveryMs`; `nearest()` orders nodes local
- * first, then by RTT, nodes that cannot be reached last.
+ * first, then by RTT, nodes that cannot be reached last. The in-process node is local with RTT 0:
+ * first of all.
  */
-import { NodeClosed, StorageNodeClient, silentLogger, type NodeLogger } from '../node/index.js';
+import {
+  InProcessNodeClient, NodeClosed, StorageNodeClient, silentLogger, type NodeClient, type NodeLogger, type StorageNodeServer,
+} from '../node/index.js';
 import { isLocalHost } from './local-host.js';
 import type { NodeAddress } from './map.js';
 
@@ -34,8 +39,10 @@ export interface NodePoolOptions {
 interface Entry {
   addr: NodeAddress;
   local: boolean;
-  client: StorageNodeClient | null;
-  attempt: Promise<StorageNodeClient> | null;
+  /** The node runs in this process: reached through this server's store, never over TCP. */
+  inProcess: StorageNodeServer | null;
+  client: NodeClient | null;
+  attempt: Promise<NodeClient> | null;
   /** The pending attempt is a retry after a failure: requests do not wait for it. */
   retrying: boolean;
   /** When the last attempt failed; 0 while nothing failed since the last good connection. */
@@ -73,13 +80,34 @@ export class NodePool {
   setAddress(addr: NodeAddress): void {
     if (this.closed) return;
     const e = this.entries.get(addr.nodeId);
-    if (e && e.addr.host === addr.host && e.addr.port === addr.port && e.addr.token === addr.token) {
+    // The node in this process is reached in process whatever its address: the address is for the
+    // other nodes (a COPY from it pulls over TCP from there).
+    if (e?.inProcess || (e && e.addr.host === addr.host && e.addr.port === addr.port && e.addr.token === addr.token)) {
       e.addr = addr;
       return;
     }
     if (e?.client) this.retire(e.client);
     this.entries.set(addr.nodeId, {
-      addr, local: this.isLocal(addr), client: null, attempt: null, retrying: false, failedAt: 0, lastError: '', rtt: NaN,
+      addr, local: this.isLocal(addr), inProcess: null, client: null, attempt: null, retrying: false, failedAt: 0, lastError: '', rtt: NaN,
+    });
+    this.startTimer();
+  }
+
+  /**
+   * Reaches `nodeId` in process, through `server` (the storage node this process runs), from now
+   * on. Call it before sessions use the node: a TCP connection it replaces is retired, and what a
+   * session wrote through it can no longer be flushed. The node's address (for other nodes'
+   * copies from it) comes from setAddress as for any node — until then it is the server's listen
+   * address without a token.
+   */
+  addLocal(nodeId: string, server: StorageNodeServer): void {
+    if (this.closed) return;
+    const e = this.entries.get(nodeId);
+    if (e?.inProcess === server) return;
+    if (e?.client) this.retire(e.client);
+    this.entries.set(nodeId, {
+      addr: e?.addr ?? { nodeId, zone: '', host: server.host, port: server.port, token: '' },
+      local: true, inProcess: server, client: null, attempt: null, retrying: false, failedAt: 0, lastError: '', rtt: 0,
     });
     this.startTimer();
   }
@@ -89,7 +117,7 @@ export class NodePool {
   }
 
   /** The open connection to the node, if there is one (no waiting: the hot path). */
-  client(nodeId: string): StorageNodeClient | undefined {
+  client(nodeId: string): NodeClient | undefined {
     const c = this.entries.get(nodeId)?.client;
     return c && c.isOpen ? c : undefined;
   }
@@ -98,7 +126,7 @@ export class NodePool {
    * A connection to the node (by id, or by address, which is recorded first). Fails fast with
    * NodeClosed while the node is known to be unreachable.
    */
-  get(node: string | NodeAddress): Promise<StorageNodeClient> {
+  get(node: string | NodeAddress): Promise<NodeClient> {
     const e = this.entry(node);
     if (!e) return Promise.reject(new NodeClosed(`storage node ${String(node)} is not known to this frontend`));
     if (e.client?.isOpen) return Promise.resolve(e.client);
@@ -109,7 +137,7 @@ export class NodePool {
   }
 
   /** A connection to the node, trying again now if there is none (waits up to the connect timeout). */
-  async connect(node: string | NodeAddress): Promise<StorageNodeClient> {
+  async connect(node: string | NodeAddress): Promise<NodeClient> {
     const e = this.entry(node);
     if (!e) throw new NodeClosed(`storage node ${String(node)} is not known to this frontend`);
     if (e.client?.isOpen) return e.client;
@@ -175,12 +203,9 @@ export class NodePool {
     return new NodeClosed(`storage node ${e.addr.nodeId} (${e.addr.host}:${e.addr.port}) is unreachable${e.lastError ? `: ${e.lastError}` : ''}`);
   }
 
-  private attempt(e: Entry, retrying: boolean): Promise<StorageNodeClient> {
+  private attempt(e: Entry, retrying: boolean): Promise<NodeClient> {
     const { addr } = e;
-    const p: Promise<StorageNodeClient> = StorageNodeClient.connect({
-      host: addr.host, port: addr.port, token: addr.token, timeoutMs: this.requestTimeoutMs, connectTimeoutMs: this.connectTimeoutMs,
-      client: this.o.client, signal: this.stopping.signal, log: this.log,
-    }).then((c) => {
+    const p: Promise<NodeClient> = this.open(e).then((c) => {
       if (this.entries.get(addr.nodeId) !== e || this.closed) {
         void c.close();
         throw new NodeClosed(`storage node ${addr.nodeId}: address changed while connecting`);
@@ -211,7 +236,21 @@ export class NodePool {
     return p;
   }
 
-  private onClose(e: Entry, c: StorageNodeClient, reason: string, why: string | undefined): void {
+  /** A new client of the node: in process, or a connection (connect + HELLO). */
+  private async open(e: Entry): Promise<NodeClient> {
+    if (e.inProcess) {
+      const c = new InProcessNodeClient(e.inProcess, { timeoutMs: this.requestTimeoutMs, client: this.o.client });
+      if (!c.isOpen) throw new NodeClosed(`storage node ${e.addr.nodeId} (in this process) is not running`);
+      return c;
+    }
+    const { addr } = e;
+    return StorageNodeClient.connect({
+      host: addr.host, port: addr.port, token: addr.token, timeoutMs: this.requestTimeoutMs, connectTimeoutMs: this.connectTimeoutMs,
+      client: this.o.client, signal: this.stopping.signal, log: this.log,
+    });
+  }
+
+  private onClose(e: Entry, c: NodeClient, reason: string, why: string | undefined): void {
     if (e.client !== c) return;
     e.client = null;
     if (reason === 'local' || this.closed || this.entries.get(e.addr.nodeId) !== e) return;
@@ -221,7 +260,7 @@ export class NodePool {
     if (!e.attempt) void this.attempt(e, false).catch(() => {});
   }
 
-  private async ping(e: Entry, c: StorageNodeClient): Promise<void> {
+  private async ping(e: Entry, c: NodeClient): Promise<void> {
     try {
       const ms = await c.ping({ timeoutMs: this.connectTimeoutMs });
       e.rtt = Number.isNaN(e.rtt) ? ms : e.rtt * 0.7 + ms * 0.3;
@@ -229,7 +268,7 @@ export class NodePool {
   }
 
   /** An old connection (the node moved): new requests go elsewhere, this one ends once idle. */
-  private retire(c: StorageNodeClient): void {
+  private retire(c: NodeClient): void {
     const poll = () => {
       if (c.inflight === 0 || !c.isOpen) void c.close();
       else setTimeout(poll, 100).unref();

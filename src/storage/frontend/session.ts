@@ -14,7 +14,7 @@
  */
 import { BlockError, type BlockBackend } from '../nbd/backend.js';
 import { checkBlockSize, splitRange } from '../blockmap/blocks.js';
-import { silentLogger, type NodeLogger, type StorageNodeClient } from '../node/index.js';
+import { silentLogger, type NodeLogger, type NodeClient } from '../node/index.js';
 import { invalidState } from '../../core/errors.js';
 import { Allocator } from './allocator.js';
 import { BlockState, isWriteTarget, type LiveReplica } from './block-state.js';
@@ -356,7 +356,7 @@ export class VolumeSession implements BlockBackend {
   }
 
   private async flushDirty(): Promise<void> {
-    const jobs: { nodeId: string; client: StorageNodeClient; blocks: Set<BlockState> }[] = [];
+    const jobs: { nodeId: string; client: NodeClient; blocks: Set<BlockState> }[] = [];
     for (const slot of this.slots.values()) {
       if (slot.dirty.size === 0) continue;
       for (const [client, blocks] of slot.takeDirty()) jobs.push({ nodeId: slot.nodeId, client, blocks });

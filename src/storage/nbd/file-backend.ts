@@ -2,14 +2,8 @@
  * FileBackend: a raw (usually sparse) file as a BlockBackend.
  *
  * - read/write: pread/pwrite on the file's descriptor. Buffered I/O: the page cache is the
- *   write-back cache, as with `qemu-nbd --cache=writeback`.
- *   `io: 'auto'` (default): requests up to 256 KiB are done synchronously on the event loop, where a
- *   page-cache hit costs a few microseconds, while a trip through libuv's thread pool costs two
- *   thread wake-ups (measured: ~25-40% less CPU per 4 KiB request, see bench/nbd). Any synchronous
- *   call slower than 0.5 ms (the disk was touched, or dirty-page throttling) switches the backend
- *   to the thread pool for 1 s, doubling up to 30 s while slow calls keep coming, so the event loop
- *   is never held long. Larger requests always use the thread pool. `io: 'async'` never blocks the
- *   loop; `io: 'sync'` always does (for measurements).
+ *   write-back cache, as with `qemu-nbd --cache=writeback`. Small requests are done synchronously
+ *   on the event loop while that is fast (`io`, see ../sync-io.ts).
  * - FUA write: the write, then fdatasync. flush: fdatasync. Concurrent syncs are batched: a sync
  *   requested while one runs waits for the next one (which starts after the running one ends), so
  *   N queued FUA writes cost about two fdatasyncs, not N.
@@ -22,9 +16,10 @@
  */
 import fs from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { SyncIoPolicy, type FileIoMode } from '../sync-io.js';
 import type { BlockBackend } from './backend.js';
 
-export type FileIoMode = 'auto' | 'async' | 'sync';
+export type { FileIoMode } from '../sync-io.js';
 
 export interface FileBackendOptions {
   readOnly?: boolean;
@@ -37,11 +32,6 @@ export interface FileBackendOptions {
 }
 
 const ZERO_CHUNK = 1024 * 1024;
-/** 'auto': the largest request done synchronously, and what counts as a slow synchronous call. */
-const SYNC_MAX_BYTES = 256 * 1024;
-const SLOW_SYNC_MS = 0.5;
-const BACKOFF_MIN_MS = 1_000;
-const BACKOFF_MAX_MS = 30_000;
 let zeroes: Buffer | null = null;
 
 /** Runs `fn` for sync requests, coalescing: see the file comment. */
@@ -87,10 +77,7 @@ export class FileBackend implements BlockBackend {
   private readonly fd: number;
   private readonly syncer: SyncBatcher;
   private closed = false;
-  /** Requests done on the event loop / in the thread pool, and synchronous calls found slow. */
-  readonly stats = { syncOps: 0, poolOps: 0, slowSyncOps: 0 };
-  private asyncUntil = -Infinity; // 'auto': use the thread pool until then (performance.now() ms)
-  private backoffMs = BACKOFF_MIN_MS;
+  private readonly policy: SyncIoPolicy;
 
   private constructor(
     readonly path: string,
@@ -100,6 +87,7 @@ export class FileBackend implements BlockBackend {
     readonly io: FileIoMode,
   ) {
     this.fd = fh.fd;
+    this.policy = new SyncIoPolicy(io);
     this.syncer = new SyncBatcher(() => this.fh.datasync());
   }
 
@@ -194,22 +182,12 @@ export class FileBackend implements BlockBackend {
     await this.fh.close();
   }
 
-  private syncAllowed(length: number): boolean {
-    const sync = this.io === 'auto' ? length <= SYNC_MAX_BYTES && performance.now() >= this.asyncUntil : this.io === 'sync';
-    if (sync) this.stats.syncOps++;
-    else this.stats.poolOps++;
-    return sync;
-  }
+  /** Requests done on the event loop / in the thread pool, and synchronous calls found slow. */
+  get stats(): SyncIoPolicy['stats'] { return this.policy.stats; }
 
-  /** 'auto': a slow synchronous call sends I/O to the thread pool for a while (see the file comment). */
-  private observe(ms: number): void {
-    if (ms < SLOW_SYNC_MS || this.io !== 'auto') return;
-    this.stats.slowSyncOps++;
-    const now = performance.now();
-    // Slow again soon after the last pause: pause longer. Otherwise start over.
-    this.backoffMs = now - this.asyncUntil < 10_000 ? Math.min(this.backoffMs * 2, BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
-    this.asyncUntil = now + this.backoffMs;
-  }
+  private syncAllowed(length: number): boolean { return this.policy.allowed(length); }
+
+  private observe(ms: number): void { this.policy.observe(ms); }
 
   private readSyncAll(buf: Buffer, offset: number): void {
     let done = 0;

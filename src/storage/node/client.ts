@@ -11,14 +11,16 @@
 import { writeFrame } from '../../core/frames.js';
 import { Ending } from '../../core/ending.js';
 import { createConnection, type Socket } from 'node:net';
-import { isObjectId } from '../blockmap/ids.js';
-import { NodeClosed, NodeError, NodeProtocolError, NodeTimeout, StorageNodeError, errnoNumber } from './errors.js';
+import { NodeClosed, NodeError, NodeProtocolError, NodeTimeout, StorageNodeError } from './errors.js';
 import { silentLogger, type NodeLogger } from './log.js';
+import { requestError, type DurableOptions, type NodeClient, type NodeCloseInfo, type RequestOptions } from './node-client.js';
 import {
-  FLAG_FUA, FrameDecoder, MAX_PAYLOAD, NO_OBJECT, Op, REPLY_MAGIC, REQUEST_MAGIC, encodeHeader, opName,
+  FLAG_FUA, FrameDecoder, NO_OBJECT, Op, REPLY_MAGIC, REQUEST_MAGIC, encodeHeader, opName,
   type CopyReply, type CopyRequest, type Frame, type HelloReply, type HelloRequest, type NodeStatReply,
 } from './protocol.js';
 import type { ObjectStat } from './store.js';
+
+export type { DurableOptions, NodeCloseInfo, RequestOptions } from './node-client.js';
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 const MAX_ABANDONED_IDS = 4096;
@@ -38,21 +40,6 @@ export interface StorageNodeConnectOptions {
   log?: NodeLogger;
 }
 
-export interface RequestOptions {
-  /** Milliseconds; `Infinity` waits for as long as the connection lives. */
-  timeoutMs?: number;
-}
-export interface DurableOptions extends RequestOptions {
-  /** Force unit access: answered once on stable storage (fdatasync on the node). */
-  fua?: boolean;
-}
-
-export interface NodeCloseInfo {
-  /** `local`: close() was called; `remote`: the node hung up or died; `protocol`: we hung up on garbage. */
-  reason: 'local' | 'remote' | 'protocol';
-  error?: StorageNodeError;
-}
-
 interface Pending {
   op: Op;
   length: number;
@@ -61,7 +48,7 @@ interface Pending {
   timer: NodeJS.Timeout | undefined;
 }
 
-export class StorageNodeClient {
+export class StorageNodeClient implements NodeClient {
   readonly closed: Promise<NodeCloseInfo>;
   /** The node's HELLO reply. */
   hello!: HelloReply;
@@ -186,12 +173,8 @@ export class StorageNodeClient {
     opts: RequestOptions, noObject = false): Promise<Frame> {
     const name = opName(op);
     if (this.state !== 'ready') return Promise.reject(this.closedError(name));
-    if (!noObject && (!isObjectId(objectId) || objectId === NO_OBJECT)) {
-      return Promise.reject(new NodeError(errnoNumber('EINVAL'), `not an object id: ${JSON.stringify(String(objectId).slice(0, 40))} (not sent)`, name));
-    }
-    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0 || length > MAX_PAYLOAD) {
-      return Promise.reject(new NodeError(errnoNumber('EINVAL'), `bad range ${offset}+${length} (at most ${MAX_PAYLOAD} bytes a request; not sent)`, name));
-    }
+    const bad = requestError(name, objectId, offset, length, noObject);
+    if (bad) return Promise.reject(bad);
     return this.request(op, objectId, offset, length, payload, flags, opts.timeoutMs ?? this.o.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
   }
 

@@ -92,3 +92,14 @@ export class NodeOpError extends Error {
     this.name = 'NodeOpError';
   }
 }
+
+/** The errno name and message an error reply carries. */
+export function errorReply(e: unknown): [string, string] {
+  if (e instanceof NodeOpError) return [e.code, e.message];
+  if (e instanceof NodeError) return [e.code, e.message];
+  if (e instanceof NodeTimeout) return ['ETIMEDOUT', e.message];
+  if (e instanceof NodeClosed) return [e.code && /^E[A-Z]+$/.test(e.code) ? e.code : 'ECONNRESET', e.message];
+  const err = e as NodeJS.ErrnoException;
+  if (typeof err?.code === 'string' && /^E[A-Z0-9]+$/.test(err.code)) return [err.code, err.message];
+  return ['EIO', String((e as Error)?.message ?? e)];
+}

@@ -13,7 +13,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
-import { NodeClosed, NodeError, NodeOpError, NodeTimeout, errnoNumber } from './errors.js';
+import { NodeOpError, errnoNumber, errorReply } from './errors.js';
 import { StorageNodeClient } from './client.js';
 import { silentLogger, type NodeLogger } from './log.js';
 import {
@@ -51,6 +51,8 @@ export class StorageNodeServer {
   private readonly peers = new Map<string, Promise<StorageNodeClient>>();
   private token: string;
   private readonly stopping = new AbortController();
+  /** In-process clients (in-process.ts): told when the node stops, as network clients see their connection drop. */
+  private readonly stopListeners = new Set<() => void>();
   nodeId: string | undefined;
   host = '';
   port = 0;
@@ -84,10 +86,21 @@ export class StorageNodeServer {
 
   get connections(): number { return this.conns.size; }
 
+  /** Started and not stopped: requests may reach the store. */
+  get running(): boolean { return this.server !== null; }
+
+  /** `listener` runs once when stop() begins; returns its removal. */
+  onStop(listener: () => void): () => void {
+    this.stopListeners.add(listener);
+    return () => { this.stopListeners.delete(listener); };
+  }
+
   /** Stops listening, drops every connection, waits for the store's operations, closes its files. */
   async stop(): Promise<void> {
     const server = this.server;
     this.server = null;
+    for (const l of [...this.stopListeners]) l();
+    this.stopListeners.clear();
     const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
     for (const c of this.conns) c.destroy();
     this.stopping.abort();
@@ -115,6 +128,22 @@ export class StorageNodeServer {
       ...(this.nodeId ? { nodeId: this.nodeId } : {}), ...(await this.store.space()),
       dirtyObjects: this.store.dirtyObjects, connections: this.conns.size, punchesHoles: this.store.punchesHoles,
     };
+  }
+
+  /**
+   * COPY: replaces the object with the one on the node `req` names, pulled over TCP. Takes its
+   * place in the object's FIFO at the call (writes called after it land on the copy). Network and
+   * in-process clients both come here.
+   */
+  copyObject(objectId: string, req: CopyRequest): Promise<CopyReply> {
+    return this.store.copyFrom(objectId, () => this.sourceReader(objectId, req));
+  }
+
+  /** The errno name and message of a failed request, logged unless it is the client's own mistake. */
+  requestFailed(e: unknown, op: string, objectId: string, peer: string, client: string): [string, string] {
+    const [code, message] = errorReply(e);
+    if (code !== 'EINVAL' && code !== 'EOPNOTSUPP') this.log.warn({ peer, client, op, objectId, code, err: message }, 'storage request failed');
+    return [code, message];
   }
 
   /** A source reader over another node, on a connection kept for later copies from it. */
@@ -227,7 +256,7 @@ class Connection {
           return;
         case Op.COPY: {
           const req = parseJson<CopyRequest>(payload, 'COPY');
-          this.track(h, store.copyFrom(h.objectId, () => this.srv.sourceReader(h.objectId, req)).then((r): CopyReply => r));
+          this.track(h, this.srv.copyObject(h.objectId, req));
           return;
         }
         case Op.STAT:
@@ -309,10 +338,7 @@ class Connection {
   }
 
   private failWith(h: FrameHeader, e: unknown): void {
-    const [code, message] = errorCode(e);
-    if (code !== 'EINVAL' && code !== 'EOPNOTSUPP') {
-      this.srv.log.warn({ peer: this.peer, op: opName(h.op), objectId: h.objectId, code, err: message }, 'storage request failed');
-    }
+    const [code, message] = this.srv.requestFailed(e, opName(h.op), h.objectId, this.peer, this.client);
     this.fail(h, code, message, false);
   }
 
@@ -357,15 +383,4 @@ function parseJson<T>(payload: Buffer, what: string): T {
   } catch (e) {
     throw new NodeOpError('EINVAL', `${what} payload is not a JSON object: ${(e as Error).message}`);
   }
-}
-
-/** The errno name and message an error reply carries. */
-function errorCode(e: unknown): [string, string] {
-  if (e instanceof NodeOpError) return [e.code, e.message];
-  if (e instanceof NodeError) return [e.code, e.message];
-  if (e instanceof NodeTimeout) return ['ETIMEDOUT', e.message];
-  if (e instanceof NodeClosed) return [e.code && /^E[A-Z]+$/.test(e.code) ? e.code : 'ECONNRESET', e.message];
-  const err = e as NodeJS.ErrnoException;
-  if (typeof err?.code === 'string' && /^E[A-Z0-9]+$/.test(err.code)) return [err.code, err.message];
-  return ['EIO', String((e as Error)?.message ?? e)];
 }

@@ -61,14 +61,18 @@ export async function startNodes(t: TestContext, count: number): Promise<TestNod
 
 export interface Volume { map: MemoryMap; pool: NodePool; session: VolumeSession }
 
-/** A session on a fresh volume whose locations are `locations` (all of `addrs` may be added later). */
+/**
+ * A session on a fresh volume whose locations are `locations` (all of `addrs` may be added later).
+ * `inProcess`: nodes its pool reaches in process (as a hyperconverged agent reaches its own node).
+ */
 export async function openVolume(t: TestContext, o: {
   addrs: NodeAddress[]; locations: string[]; sizeBytes: number; blockSize: number; leaseMs?: number;
-  pool?: NodePoolOptions; session?: Partial<VolumeSessionOptions>;
+  pool?: NodePoolOptions; session?: Partial<VolumeSessionOptions>; inProcess?: TestNode[];
 }): Promise<Volume> {
   const map = new MemoryMap({ sizeBytes: o.sizeBytes, blockSize: o.blockSize, nodes: o.addrs, locations: o.locations, leaseMs: o.leaseMs });
   const pool = new NodePool({ client: 'frontend-test', ...o.pool });
   defer(t, () => pool.close());
+  for (const n of o.inProcess ?? []) pool.addLocal(n.nodeId, n.server);
   const session = await VolumeSession.open({ map, volumeId: map.volumeId, pool, ...o.session });
   defer(t, () => session.close().catch(() => {}));
   return { map, pool, session };

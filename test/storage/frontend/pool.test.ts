@@ -1,12 +1,13 @@
 /**
  * NodePool: one connection per node, nearest-first ordering (local, then RTT, unreachable last),
- * failing fast while a node is unreachable, reconnecting when it is back, following address changes.
+ * failing fast while a node is unreachable, reconnecting when it is back, following address changes;
+ * the node of this process reached in process (addLocal).
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
-import { NodeClosed, StorageNodeError, StorageNodeServer } from '../../../src/storage/node/index.js';
+import { InProcessNodeClient, NodeClosed, StorageNodeClient, StorageNodeError, StorageNodeServer } from '../../../src/storage/node/index.js';
 import { NodePool } from '../../../src/storage/frontend/pool.js';
 import { isLocalHost } from '../../../src/storage/frontend/local-host.js';
 import { defer, startNodes } from './nodes.js';
@@ -67,7 +68,7 @@ describe('NodePool', () => {
     const first = await pool.get(n.addr); // by address, as the controller's garbage collection calls it
     await first.write('0123456789abcdef0123456789abcdef', 0, Buffer.from('kept'), { fua: true });
     await n.server.stop();
-    await first.closed;
+    await new Promise((r) => first.onClose(r));
     await assert.rejects(pool.get(n.nodeId), NodeClosed);
     const back = new StorageNodeServer({ dir: n.dir, token: n.addr.token, host: '127.0.0.1', port: n.addr.port });
     await back.start();
@@ -84,7 +85,38 @@ describe('NodePool', () => {
     const third = await pool.get(n.nodeId);
     assert.notEqual(third, again);
     assert.equal((await third.read('0123456789abcdef0123456789abcdef', 0, 4)).toString(), 'kept');
-    await again.closed; // the old connection was idle: it is closed
+    await new Promise((r) => again.onClose(r)); // the old connection was idle: it is closed
+  });
+
+  it('reaches the node of this process in process, first of all, whatever address the map gives it', async (t) => {
+    const nodes = await startNodes(t, 3);
+    const pool = new NodePool({ isLocal: () => true, retryAfterMs: 50 });
+    defer(t, () => pool.close());
+    for (const n of nodes) pool.setAddress(n.addr);
+    const tcp = await pool.get('node-1');
+    assert.ok(tcp instanceof StorageNodeClient);
+    // Registered late (after a TCP connection): that connection is retired, the node reached in process.
+    pool.addLocal('node-1', nodes[1].server);
+    const c = await pool.get('node-1');
+    assert.ok(c instanceof InProcessNodeClient);
+    await new Promise((r) => tcp.onClose(r));
+    // The address the map gives (other nodes copy from there) is kept, and changes nothing here.
+    pool.setAddress({ ...nodes[1].addr, port: 1, token: 'moved' });
+    assert.equal(pool.address('node-1')!.port, 1);
+    assert.equal(await pool.get('node-1'), c);
+    await Promise.all(['node-0', 'node-2'].map((id) => pool.get(id)));
+    await pool.measure();
+    assert.equal(pool.rtt('node-1'), 0);
+    assert.ok(pool.isLocalNode('node-1'));
+    assert.deepEqual(pool.nearest(['node-0', 'node-2', 'node-1'])[0], 'node-1', 'in process before the other local nodes');
+    assert.equal(nodes[1].server.connections, 0);
+
+    // The node stops: requests fail fast with NodeClosed, and it is last in the order.
+    await nodes[1].server.stop();
+    assert.equal(c.isOpen, false);
+    await assert.rejects(c.read('0123456789abcdef0123456789abcdef', 0, 1), NodeClosed);
+    await assert.rejects(pool.get('node-1'), NodeClosed);
+    assert.equal(pool.nearest(['node-1', 'node-0']).at(-1), 'node-1');
   });
 
   it('knows which hosts are local', () => {

@@ -1,6 +1,7 @@
 /**
  * Issue 4's acceptance with QEMU's own clients: a volume session exported by NbdServer on a unix
- * socket, on one and on two replicas (real storage nodes). qemu-io writes patterns at many
+ * socket, on one and on two replicas (real storage nodes), the first node reached over TCP or in
+ * process (a hyperconverged agent's own node). qemu-io writes patterns at many
  * offsets (unaligned too) and reads them back; a random workload (writes, FUA writes, write-zeroes,
  * discards, flushes) leaves the export identical to a reference raw file (qemu-img compare), and
  * both replicas identical to each other.
@@ -12,9 +13,14 @@ import { NbdServer } from '../../../src/storage/nbd/index.js';
 import { prng, qemuIo, randomWorkload, tool } from '../../helpers/qemu-tools.js';
 import { defer, KiB, MiB, openVolume, readObject, startNodes, tempDir, type TestNode, type Volume } from './nodes.js';
 
-async function exported(t: TestContext, replicas: number, sizeBytes: number, blockSize: number): Promise<{ uri: string; vol: Volume; nodes: TestNode[]; dir: string }> {
+type Reach = 'network' | 'in-process';
+
+/** `reach`: how the session reaches node-0 (any other node is over TCP). */
+async function exported(t: TestContext, replicas: number, sizeBytes: number, blockSize: number, reach: Reach): Promise<{ uri: string; vol: Volume; nodes: TestNode[]; dir: string }> {
   const nodes = await startNodes(t, replicas);
-  const vol = await openVolume(t, { addrs: nodes.map((n) => n.addr), locations: nodes.map((n) => n.nodeId), sizeBytes, blockSize });
+  const vol = await openVolume(t, {
+    addrs: nodes.map((n) => n.addr), locations: nodes.map((n) => n.nodeId), sizeBytes, blockSize, inProcess: reach === 'in-process' ? [nodes[0]] : [],
+  });
   const dir = await tempDir(t, 'kumo-fe-nbd-');
   const sock = join(dir, 'nbd.sock');
   const server = new NbdServer();
@@ -22,6 +28,12 @@ async function exported(t: TestContext, replicas: number, sizeBytes: number, blo
   await server.listen({ path: sock });
   defer(t, () => server.close());
   return { uri: `nbd+unix:///vol?socket=${sock}`, vol, nodes, dir };
+}
+
+/** In process means no TCP at all: the node saw no connection (checked before readObject makes one). */
+function checkReach(nodes: TestNode[], reach: Reach): void {
+  if (reach === 'in-process') assert.equal(nodes[0].server.connections, 0, 'node-0 was reached in process');
+  else assert.equal(nodes[0].server.connections, 1, 'node-0 was reached over TCP');
 }
 
 /** Every block's object is the same on every node. */
@@ -33,10 +45,10 @@ async function replicasEqual(vol: Volume, nodes: TestNode[], blockSize: number):
 }
 
 describe('a volume session exported over NBD, driven by qemu-io and qemu-img', () => {
-  for (const replicas of [1, 2]) {
-    it(`writes patterns at many offsets and reads them back (${replicas} replica${replicas > 1 ? 's' : ''})`, async (t) => {
+  for (const [replicas, reach] of [[1, 'network'], [2, 'network'], [1, 'in-process'], [2, 'in-process']] as const) {
+    it(`writes patterns at many offsets and reads them back (${replicas} replica${replicas > 1 ? 's' : ''}, node-0 ${reach})`, async (t) => {
       const size = 48 * MiB;
-      const { uri, vol, nodes } = await exported(t, replicas, size, 1 * MiB);
+      const { uri, vol, nodes } = await exported(t, replicas, size, 1 * MiB, reach);
       const writes: { off: number; len: number; p: number }[] = [];
       let off = 0;
       const rnd = prng(replicas);
@@ -57,21 +69,25 @@ describe('a volume session exported over NBD, driven by qemu-io and qemu-img', (
       for (const block of vol.map.blocks.keys()) {
         assert.ok(writes.some((w) => w.off < (block + 1) * MiB && w.off + w.len > block * MiB), `block ${block} allocated without a write`);
       }
+      checkReach(nodes, reach);
       if (replicas > 1) await replicasEqual(vol, nodes, MiB);
     });
   }
 
-  it('a random workload leaves the export identical to a reference file (qemu-img compare), replicas equal', async (t) => {
-    const size = 32 * MiB;
-    const bs = 512 * KiB;
-    const { uri, vol, nodes, dir } = await exported(t, 2, size, bs);
-    const refPath = join(dir, 'ref.raw');
-    await randomWorkload(uri, size, refPath, { discardBlock: bs });
-    assert.ok(vol.map.calls('discard').length > 0, 'whole blocks were discarded');
-    await replicasEqual(vol, nodes, bs);
-    // qemu-img convert reads the export back byte for byte as well.
-    const copy = join(dir, 'copy.raw');
-    await tool('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', uri, copy]);
-    await tool('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', copy, refPath]);
-  });
+  for (const [replicas, reach] of [[2, 'network'], [1, 'in-process'], [2, 'in-process']] as const) {
+    it(`a random workload leaves the export identical to a reference file (qemu-img compare), replicas equal (${replicas} replica${replicas > 1 ? 's' : ''}, node-0 ${reach})`, async (t) => {
+      const size = 32 * MiB;
+      const bs = 512 * KiB;
+      const { uri, vol, nodes, dir } = await exported(t, replicas, size, bs, reach);
+      const refPath = join(dir, 'ref.raw');
+      await randomWorkload(uri, size, refPath, { discardBlock: bs });
+      assert.ok(vol.map.calls('discard').length > 0, 'whole blocks were discarded');
+      checkReach(nodes, reach);
+      if (replicas > 1) await replicasEqual(vol, nodes, bs);
+      // qemu-img convert reads the export back byte for byte as well.
+      const copy = join(dir, 'copy.raw');
+      await tool('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', uri, copy]);
+      await tool('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', copy, refPath]);
+    });
+  }
 });
