@@ -235,9 +235,19 @@ function timeCompile(p: Placement, reps: number): { ms: number[]; cpuMs: number[
 
 // ------------------------------------------------------------------ run
 
+/** How fast this CPU runs plain JS, for comparing runs on other machines: 1e8 steps of an integer loop. */
+function calibrate(): number {
+  const t0 = process.hrtime.bigint();
+  let x = 0;
+  for (let i = 0; i < 1e8; i++) x = (x + (i & 7)) | 0;
+  if (x === 42) console.log('');
+  return Number(process.hrtime.bigint() - t0) / 1e6;
+}
+
 const load0 = loadavg();
+const calibrationMs = calibrate();
 const t00 = Date.now();
-console.log(`sdn: ${ZONES} zones x ${HOSTS_PER_ZONE} hosts x ${EDGES_PER_ZONE} edges, ${NETWORKS} networks (${TENANTS} tenants), ${VMS} VMs; mac budget ${MAC_BUDGET}/edge; load ${load0.map((x) => x.toFixed(2)).join(' ')}`);
+console.log(`sdn: ${ZONES} zones x ${HOSTS_PER_ZONE} hosts x ${EDGES_PER_ZONE} edges, ${NETWORKS} networks (${TENANTS} tenants), ${VMS} VMs; mac budget ${MAC_BUDGET}/edge; load ${load0.map((x) => x.toFixed(2)).join(' ')}; 1e8-step JS loop ${calibrationMs.toFixed(0)} ms`);
 
 const WITH = makePolicy(); // default weighers: freeMemory 1, freeVcpu 0.001, vlanAffinity 1
 const WITHOUT = makePolicy({ weighers: [{ name: 'freeMemory', weight: 1 }, { name: 'freeVcpu', weight: 0.001 }] });
@@ -340,7 +350,7 @@ console.log(`gateway zone (none here): under "every network with members holds a
 console.log(`took ${((Date.now() - t00) / 1000).toFixed(0)} s; load ${load1.map((x) => x.toFixed(2)).join(' ')}`);
 console.log(JSON.stringify({
   bench: 'sdn', scale: SCALE, zones: ZONES, hosts: topology.hosts.length, edgeSwitches: topology.edges.length, networks: NETWORKS, activeNetworks, vms: VMS,
-  macBudget: MAC_BUDGET, loadavgBefore: load0, loadavgAfter: load1,
+  macBudget: MAC_BUDGET, loadavgBefore: load0, loadavgAfter: load1, calibrationMs,
   placement: { with: { seconds: runWith.seconds, noCapacity: runWith.noCapacity }, without: { seconds: runWithout.seconds, noCapacity: runWithout.noCapacity } },
   compileMs, configBytes: bytes, deterministic, stateBuildMs: stateMs,
   start: { n: starts, p50Ms: start.p50Ms, p99Ms: start.p99Ms, maxMs: start.maxMs, changesPerStart: touched / Math.max(1, starts) },

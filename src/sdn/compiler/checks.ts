@@ -104,9 +104,6 @@ const nicWhere = (nic: PlacedNic): string => `nic ${nic.vmId}/${nic.slot} on hos
 
 const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 
-/** Identifies a NIC placement: the same NIC may sit on two hosts while it migrates. */
-export const nicKey = (hostId: string, vmId: string, slot: number): string => `${hostId}\0${vmId}\0${slot}`;
-
 /** `address/prefix`, what `ip address add` takes. */
 export const gatewayAddress = (n: PlacedNetwork): string => `${n.gateway}/${n.prefix}`;
 

@@ -9,21 +9,26 @@
  * config() is always exactly what compile(topology, placement()) gives (the property tests hold it
  * to that), and an operation that fails changes nothing: every check runs before any mutation and
  * the same rules as compile()'s apply (checks.ts). Topology changes rebuild the state.
+ *
+ * Configs and changes it returns share their port objects with the state: read them, do not
+ * change them.
  */
 import {
   EDGE_BRIDGE,
   type DesiredConfig, type EdgeConfig, type GatewayConfig, type HostConfig, type PlacedNetwork, type PlacedNic,
   type Placement, type PortConfig, type Topology, type TopologyEdge, type TopologyHost, type TopologyZone,
 } from '../types.js';
+import { tapName } from '../../compute/qemu/taps.js';
 import { emptyDelta, type DeviceChange, type EdgeChange, type GatewayChange, type HostChange } from './change.js';
 import {
-  checkNetwork, gatewayAddress, indexNetworks, indexTopology, isVlanId, nicKey, nicPort, type TopologyIndex,
+  checkNetwork, gatewayAddress, indexNetworks, indexTopology, isVlanId, nicPort, type TopologyIndex,
 } from './checks.js';
 import { floodFor, gatewayConfig, hostConfig } from './compile.js';
 import { raiseIfAny, SdnCompileError } from './errors.js';
 import { byNumber, byText } from './order.js';
 
-interface HostSlot { topo: TopologyHost; ports: Map<string, { key: string; port: PortConfig }>; vlanRefs: Map<number, number> }
+/** A host's ports by tap name, each with the NIC it stands for. */
+interface HostSlot { topo: TopologyHost; ports: Map<string, NicSlot>; vlanRefs: Map<number, number> }
 interface EdgeSlot { topo: TopologyEdge; hosts: HostSlot[]; vlanRefs: Map<number, number> }
 interface ZoneSlot { topo: TopologyZone; vlans: Map<number, PlacedNetwork> }
 interface NetSlot { net: PlacedNetwork; nicsInZone: Map<string, number> }
@@ -35,6 +40,8 @@ const bump = (m: Map<number, number>, k: number, by: number): number => {
   return n;
 };
 const copyNetwork = (n: PlacedNetwork): PlacedNetwork => ({ ...n, zoneVlans: { ...n.zoneVlans } });
+/** The state keeps copies: callers may reuse their objects. A literal is cheaper than a spread, 300,000 times over. */
+const copyNic = (n: PlacedNic): PlacedNic => ({ vmId: n.vmId, slot: n.slot, hostId: n.hostId, networkId: n.networkId, mac: n.mac, ips: n.ips.slice() });
 const sortedKeys = (m: ReadonlyMap<number, unknown>): number[] => [...m.keys()].sort(byNumber);
 
 export class SdnState {
@@ -45,9 +52,11 @@ export class SdnState {
   private readonly zones = new Map<string, ZoneSlot>();
   private readonly networks = new Map<string, NetSlot>();
   private readonly byVni = new Map<number, string>();
-  private readonly nics = new Map<string, NicSlot>();
-  /** vmId + slot → the hosts holding that NIC (two while it migrates). */
-  private readonly nicHosts = new Map<string, Set<string>>();
+  /**
+   * vmId → the hosts holding NICs of it (two while it migrates). Keyed by the VM id as given, so
+   * that building the state for 300,000 NICs makes no key strings of its own.
+   */
+  private readonly vmHosts = new Map<string, string[]>();
 
   constructor(t: Topology, p: Placement) {
     const problems: string[] = [];
@@ -65,7 +74,7 @@ export class SdnState {
     for (const n of nets.networks.values()) this.insertNetwork(copyNetwork(n));
     for (const nic of p.nics) {
       const port = this.checkNic(nic, problems);
-      if (port) this.insertNic({ ...nic, ips: [...nic.ips] }, port);
+      if (port) this.link(copyNic(nic), port, true);
     }
     raiseIfAny(problems);
   }
@@ -104,7 +113,7 @@ export class SdnState {
   placement(): Placement {
     const networks = [...this.networks.values()].map((s) => copyNetwork(s.net)).sort((a, b) => byText(a.networkId, b.networkId));
     for (const n of networks) n.zoneVlans = Object.fromEntries(Object.entries(n.zoneVlans).sort((a, b) => byText(a[0], b[0])));
-    const nics = [...this.nics.values()].map((s) => ({ ...s.nic, ips: [...s.nic.ips] }))
+    const nics = [...this.hosts.values()].flatMap((h) => [...h.ports.values()].map((s) => ({ ...s.nic, ips: [...s.nic.ips] })))
       .sort((a, b) => byText(a.vmId, b.vmId) || a.slot - b.slot || byText(a.hostId, b.hostId));
     return { networks, nics };
   }
@@ -116,24 +125,35 @@ export class SdnState {
     const problems: string[] = [];
     const port = this.checkNic(nic, problems);
     raiseIfAny(problems);
-    return this.insertNic({ ...nic, ips: [...nic.ips] }, port!);
+    const trunked = this.link(copyNic(nic), port!);
+    const hc = hostChange(nic.hostId);
+    hc.ports.added.push(port!);
+    const out: DeviceChange[] = [hc];
+    if (trunked) {
+      hc.trunk.added.push(port!.vlan);
+      const ec = this.trunkOnEdge(this.hosts.get(nic.hostId)!, port!.vlan, 1);
+      if (ec) out.push(ec);
+    }
+    return out;
   }
 
   /** Takes a NIC off its host; `hostId` is needed only while the NIC is on two hosts (migration). */
   removeNic(vmId: string, slot: number, hostId?: string): DeviceChange[] {
-    const on = this.nicHosts.get(`${vmId}\0${slot}`);
-    if (!on) throw new SdnCompileError([`nic ${vmId}/${slot} is not placed`]);
+    let tap = '';
+    try { tap = tapName(vmId, slot); } catch { /* no such NIC can have been placed */ }
+    const on = [...new Set(this.vmHosts.get(vmId))].filter((id) => {
+      const had = this.hosts.get(id)!.ports.get(tap)?.nic;
+      return had !== undefined && had.vmId === vmId && had.slot === slot;
+    });
+    if (on.length === 0) throw new SdnCompileError([`nic ${vmId}/${slot} is not placed`]);
     if (hostId === undefined) {
-      if (on.size > 1) throw new SdnCompileError([`nic ${vmId}/${slot} is on hosts ${[...on].sort().join(' and ')}: name the one to remove it from`]);
-      hostId = [...on][0];
-    } else if (!on.has(hostId)) throw new SdnCompileError([`nic ${vmId}/${slot} is not placed on host ${hostId}`]);
-    const key = nicKey(hostId, vmId, slot);
-    const { nic, port } = this.nics.get(key)!;
+      if (on.length > 1) throw new SdnCompileError([`nic ${vmId}/${slot} is on hosts ${on.sort(byText).join(' and ')}: name the one to remove it from`]);
+      hostId = on[0];
+    } else if (!on.includes(hostId)) throw new SdnCompileError([`nic ${vmId}/${slot} is not placed on host ${hostId}`]);
     const h = this.hosts.get(hostId)!;
-    this.nics.delete(key);
-    on.delete(hostId);
-    if (on.size === 0) this.nicHosts.delete(`${vmId}\0${slot}`);
-    h.ports.delete(port.port);
+    const { nic, port } = h.ports.get(tap)!;
+    h.ports.delete(tap);
+    this.unlinkVm(vmId, hostId);
     const counts = this.networks.get(nic.networkId)!.nicsInZone;
     const left = counts.get(h.topo.zoneId)! - 1;
     if (left === 0) counts.delete(h.topo.zoneId); else counts.set(h.topo.zoneId, left);
@@ -219,7 +239,7 @@ export class SdnState {
     const who = `${nic.vmId}/${nic.slot}`;
     const had = this.hosts.get(nic.hostId)!.ports.get(port.port);
     if (had) {
-      const other = this.nics.get(had.key)!.nic;
+      const other = had.nic;
       problems.push(other.vmId === nic.vmId && other.slot === nic.slot
         ? `nic ${who} is placed twice on host ${nic.hostId}`
         : `nics ${other.vmId}/${other.slot} and ${who} on host ${nic.hostId} both get tap ${port.port}`);
@@ -234,26 +254,29 @@ export class SdnState {
     for (const [zoneId, vlan] of Object.entries(n.zoneVlans)) this.zones.get(zoneId)!.vlans.set(vlan, n);
   }
 
-  private insertNic(nic: PlacedNic, port: PortConfig): DeviceChange[] {
+  /**
+   * Records a checked NIC on its host; true when its VLAN is new on the host's trunk. The edge's
+   * counts follow at once only when called from the constructor (addNic does it in trunkOnEdge,
+   * which also builds the edge's change).
+   */
+  private link(nic: PlacedNic, port: PortConfig, building = false): boolean {
     const h = this.hosts.get(nic.hostId)!;
-    const key = nicKey(nic.hostId, nic.vmId, nic.slot);
-    this.nics.set(key, { nic, port });
-    const vs = `${nic.vmId}\0${nic.slot}`;
-    let on = this.nicHosts.get(vs);
-    if (!on) this.nicHosts.set(vs, (on = new Set()));
-    on.add(nic.hostId);
-    h.ports.set(port.port, { key, port });
+    h.ports.set(port.port, { nic, port });
+    const on = this.vmHosts.get(nic.vmId);
+    if (!on) this.vmHosts.set(nic.vmId, [nic.hostId]);
+    else on.push(nic.hostId);
     const counts = this.networks.get(nic.networkId)!.nicsInZone;
     counts.set(h.topo.zoneId, (counts.get(h.topo.zoneId) ?? 0) + 1);
-    const hc = hostChange(nic.hostId);
-    hc.ports.added.push(port);
-    const out: DeviceChange[] = [hc];
-    if (bump(h.vlanRefs, port.vlan, 1) === 1) {
-      hc.trunk.added.push(port.vlan);
-      const ec = this.trunkOnEdge(h, port.vlan, 1);
-      if (ec) out.push(ec);
-    }
-    return out;
+    const fresh = bump(h.vlanRefs, port.vlan, 1) === 1;
+    if (fresh && building && h.topo.edge) bump(this.edges.get(h.topo.edge.edgeId)!.vlanRefs, port.vlan, 1);
+    return fresh;
+  }
+
+  /** One NIC of the VM left the host (the list holds the host once per NIC). */
+  private unlinkVm(vmId: string, hostId: string): void {
+    const on = this.vmHosts.get(vmId)!;
+    on.splice(on.indexOf(hostId), 1);
+    if (on.length === 0) this.vmHosts.delete(vmId);
   }
 
   /** A VLAN appeared on (+1) or left (−1) a host's trunk: the edge's downlink, and its uplink when first or last. */
