@@ -83,6 +83,20 @@ for (const kind of KINDS) {
       assert.deepEqual(await c.read(ids[0], 0, 3), Buffer.alloc(3), 'the hole before an unaligned write');
       assert.deepEqual(await c.read(newObjectId(), 1000, 10), Buffer.alloc(10), 'a missing object');
       assert.ok((await c.ping()) >= 0);
+      // A client that reads into the caller's buffer gives the same bytes (at once, or queued behind a write).
+      if (c.readInto) {
+        const target = Buffer.alloc(4096 + 10, 0xaa);
+        await c.readInto(ids[1], 0, target);
+        assert.deepEqual(target, await c.read(ids[1], 0, target.length));
+        const queued = Buffer.alloc(100, 0xaa);
+        const w = c.write(ids[2], 50, Buffer.alloc(20, 0x99), { fua: true });
+        await Promise.all([w, c.readInto(ids[2], 0, queued)]);
+        assert.deepEqual(queued.subarray(50, 70), Buffer.alloc(20, 0x99), 'the read called after the write sees it');
+        assert.deepEqual(queued, await c.read(ids[2], 0, 100));
+        const missing = Buffer.alloc(10, 0xaa);
+        await c.readInto(newObjectId(), 0, missing);
+        assert.deepEqual(missing, Buffer.alloc(10));
+      }
     });
 
     it('FUA and FLUSH reach fdatasync before the reply; FLUSH covers what this client wrote', async (t) => {

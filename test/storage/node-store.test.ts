@@ -188,6 +188,17 @@ describe('ObjectStore', () => {
     await Promise.all([fua, behind]);
     assert.equal((await s.read(id, 4096, 1))[0], 4);
     assert.equal(s.dirtyObjects, 1, 'the write after the FUA one is owed to the next flush');
+    // The fast path on its own (the in-process client's): at once, or null/false when it must queue.
+    assert.deepEqual(s.readNow(id, 4096, 2), Buffer.from([4, 4]));
+    const into = Buffer.alloc(3, 9);
+    assert.equal(s.readNowInto(id, 8191, into), true);
+    assert.deepEqual(into, Buffer.from([4, 0, 0]));
+    const queued = s.trim(id, 0, 10);
+    assert.equal(s.readNow(id, 0, 1), null, 'behind the queued trim');
+    assert.equal(s.writeNow(id, 0, Buffer.from([7])), false);
+    assert.deepEqual(await s.readQueued(id, 0, 2), Buffer.from([0, 0]));
+    await queued;
+    assert.equal(s.readNow(newObjectId(), 0, 1), null, 'not open: queued');
     assert.equal(await s.flush(), 1);
     assert.deepEqual(await s.read(id, 8000, 400), Buffer.concat([Buffer.alloc(192, 4), Buffer.alloc(208)]), 'past the end reads as zeros');
     assert.ok(s.io.stats.syncOps >= 1);

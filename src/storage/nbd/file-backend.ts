@@ -185,7 +185,11 @@ export class FileBackend implements BlockBackend {
   /** Requests done on the event loop / in the thread pool, and synchronous calls found slow. */
   get stats(): SyncIoPolicy['stats'] { return this.policy.stats; }
 
-  private syncAllowed(length: number): boolean { return this.policy.allowed(length); }
+  private syncAllowed(length: number): boolean {
+    const sync = this.policy.allowed(length);
+    this.policy.count(sync);
+    return sync;
+  }
 
   private observe(ms: number): void { this.policy.observe(ms); }
 

@@ -25,6 +25,9 @@ import { NO_OBJECT, Op, opName, type CopyReply, type CopyRequest, type NodeStatR
 import type { StorageNodeServer } from './server.js';
 import type { ObjectStat } from './store.js';
 
+/** What a fast attempt returns when the request must be queued instead. */
+const LATER: unique symbol = Symbol('later');
+
 export interface InProcessClientOptions {
   /** Default timeout of each request. Default 10 s, as over the network. */
   timeoutMs?: number;
@@ -57,12 +60,24 @@ export class InProcessNodeClient implements NodeClient {
   get inflight(): number { return this.pending; }
 
   read(objectId: string, offset: number, length: number, opts: RequestOptions = {}): Promise<Buffer> {
-    return this.run(Op.READ, objectId, offset, length, opts, () => this.server.store.read(objectId, offset, length));
+    const store = this.server.store;
+    return this.run(Op.READ, objectId, offset, length, opts, () => store.readQueued(objectId, offset, length), false,
+      () => store.readNow(objectId, offset, length) ?? LATER);
+  }
+
+  readInto(objectId: string, offset: number, target: Buffer, opts: RequestOptions = {}): Promise<void> {
+    const store = this.server.store;
+    // Queued, it reads into a buffer of its own, copied only if the answer came in time.
+    return this.run<Buffer | null>(Op.READ, objectId, offset, target.length, opts, () => store.readQueued(objectId, offset, target.length), false,
+      () => (store.readNowInto(objectId, offset, target) ? null : LATER)).then((b) => { if (b) b.copy(target); });
   }
 
   write(objectId: string, offset: number, data: Uint8Array, opts: DurableOptions = {}): Promise<void> {
     const fua = opts.fua === true;
-    return this.run(Op.WRITE, objectId, offset, data.length, opts, () => this.touch(objectId, fua, this.server.store.write(objectId, offset, data, fua)));
+    const store = this.server.store;
+    if (fua) return this.run(Op.WRITE, objectId, offset, data.length, opts, () => store.write(objectId, offset, data, true));
+    return this.run(Op.WRITE, objectId, offset, data.length, opts, () => this.touch(objectId, false, store.writeQueued(objectId, offset, data)), false,
+      () => (store.writeNow(objectId, offset, data) ? this.touch(objectId, false, undefined) : LATER));
   }
 
   flush(objectId?: string, opts: RequestOptions = {}): Promise<void> {
@@ -116,20 +131,31 @@ export class InProcessNodeClient implements NodeClient {
   // --- internals ------------------------------------------------------------------------------
 
   /** As the server does: a change without FUA is owed to this client's next FLUSH. */
-  private touch(objectId: string, fua: boolean, p: Promise<void>): Promise<void> {
+  private touch<T>(objectId: string, fua: boolean, v: T): T {
     if (!fua) this.touched.add(objectId);
-    return p;
+    return v;
   }
 
   /**
-   * Checks the request as a network client would, then hands it to the node at once (`start`
-   * enqueues on the object synchronously: call order is execution order), with the timeout.
+   * Checks the request as a network client would, then hands it to the node: done at once when
+   * `now` can (the store's fast path: nothing to wait for, so no timer either), else `start`
+   * enqueues it on the object synchronously (call order is execution order), with the timeout.
    */
-  private run<T>(op: Op, objectId: string, offset: number, length: number, opts: RequestOptions, start: () => Promise<T>, noObject = false): Promise<T> {
+  private run<T>(op: Op, objectId: string, offset: number, length: number, opts: RequestOptions, start: () => Promise<T>, noObject = false,
+    now?: () => T | typeof LATER): Promise<T> {
     const name = opName(op);
     if (!this.open) return Promise.reject(this.closedError(name));
     const bad = requestError(name, objectId, offset, length, noObject);
     if (bad) return Promise.reject(bad);
+    if (now) {
+      let v: T | typeof LATER;
+      try {
+        v = now();
+      } catch (e) {
+        return Promise.reject(this.failed(e, name, objectId));
+      }
+      if (v !== LATER) return Promise.resolve(v);
+    }
     let p: Promise<T>;
     try {
       p = start();

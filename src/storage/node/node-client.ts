@@ -37,6 +37,8 @@ export interface NodeClient {
   readonly address: string;
   /** `length` bytes of the object at `offset` (zeros where nothing was written). */
   read(objectId: string, offset: number, length: number, opts?: RequestOptions): Promise<Buffer>;
+  /** read() into the caller's buffer (`target.length` bytes), for a client that can spare the copy (in process). */
+  readInto?(objectId: string, offset: number, target: Buffer, opts?: RequestOptions): Promise<void>;
   write(objectId: string, offset: number, data: Uint8Array, opts?: DurableOptions): Promise<void>;
   /** Without an object id: every object this client wrote (or trimmed, deleted) before; else that object. */
   flush(objectId?: string, opts?: RequestOptions): Promise<void>;

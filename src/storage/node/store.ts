@@ -14,7 +14,8 @@
  * an open descriptor is done at once, synchronously (a page-cache hit costs microseconds; the
  * FIFO's promises and libuv's thread pool cost more than the copy) — the order is kept, since it
  * completes before anything called after it. Slow synchronous calls send I/O back to the thread
- * pool for a while (`io`, ../sync-io.ts).
+ * pool for a while (`io`, ../sync-io.ts). readNow()/writeNow() offer the fast path alone, so the
+ * in-process client (in-process.ts) can tell a request already done from one it must wait for.
  *
  * Durability: write() returns once the data is in the page cache. `fua` and flush() fdatasync the
  * object's file, and fsync the directory entries created or removed since (a new object's name
@@ -133,42 +134,69 @@ export class ObjectStore {
   /** `length` bytes at `offset`; holes, a missing object and bytes past the file's end read as zeros. */
   read(objectId: string, offset: number, length: number): Promise<Buffer> {
     this.check(objectId, offset, length);
-    const now = this.idleHandle(objectId, length);
-    if (now) return this.readNow(now, offset, length);
-    return this.serial(objectId, async () => {
-      const h = await this.acquire(objectId, false);
-      if (!h) return Buffer.alloc(length);
-      // Not zeroed up front: the kernel fills what the file holds (holes as zeros), the rest is zeroed below.
-      const buf = Buffer.allocUnsafe(length);
-      let done = 0;
-      try {
-        while (done < length) {
-          const { bytesRead } = await h.fh.read(buf, done, length - done, offset + done);
-          if (bytesRead === 0) break; // end of file
-          done += bytesRead;
-        }
-      } finally { this.release(h); }
-      return done < length ? buf.fill(0, done) : buf;
-    });
+    const h = this.idleHandle(objectId, length);
+    if (!h) return this.readLater(objectId, offset, length);
+    try {
+      return Promise.resolve(this.readAt(h, offset, Buffer.allocUnsafe(length)));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * The read done at once (see the file comment: an idle, open object, and small I/O synchronous
+   * now), or null: then readQueued() queues it. Throws what read() would reject with.
+   */
+  readNow(objectId: string, offset: number, length: number): Buffer | null {
+    this.check(objectId, offset, length);
+    const h = this.idleHandle(objectId, length);
+    return h ? this.readAt(h, offset, Buffer.allocUnsafe(length)) : null;
+  }
+
+  /** readNow() into the caller's buffer (`target.length` bytes): true if it was done. */
+  readNowInto(objectId: string, offset: number, target: Buffer): boolean {
+    this.check(objectId, offset, target.length);
+    const h = this.idleHandle(objectId, target.length);
+    if (!h) return false;
+    this.readAt(h, offset, target);
+    return true;
+  }
+
+  /** read() through the object's FIFO, for a caller that just tried readNow(). */
+  readQueued(objectId: string, offset: number, length: number): Promise<Buffer> {
+    this.check(objectId, offset, length);
+    return this.readLater(objectId, offset, length);
   }
 
   /** Writes `data` at `offset`, creating the object; with `fua` it is on stable storage on return. */
   write(objectId: string, offset: number, data: Uint8Array, fua = false): Promise<void> {
     this.check(objectId, offset, data.length);
-    const now = fua ? null : this.idleHandle(objectId, data.length);
-    if (now) return this.writeNow(objectId, now, offset, data);
-    return this.serial(objectId, async () => {
-      const h = (await this.acquire(objectId, true))!;
-      try {
-        let done = 0;
-        while (done < data.length) {
-          const { bytesWritten } = await h.fh.write(data, done, data.length - done, offset + done);
-          done += bytesWritten;
-        }
-        this.dirty.add(objectId);
-        if (fua) await this.syncLocked(objectId, h);
-      } finally { this.release(h); }
-    });
+    const h = fua ? null : this.idleHandle(objectId, data.length);
+    if (!h) return this.writeLater(objectId, offset, data, fua);
+    try {
+      this.writeAt(objectId, h, offset, data);
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * The write (without FUA) done at once, as readNow(): true if it was, false if writeQueued()
+   * must queue it. Throws what write() would reject with.
+   */
+  writeNow(objectId: string, offset: number, data: Uint8Array): boolean {
+    this.check(objectId, offset, data.length);
+    const h = this.idleHandle(objectId, data.length);
+    if (!h) return false;
+    this.writeAt(objectId, h, offset, data);
+    return true;
+  }
+
+  /** write() through the object's FIFO, for a caller that just tried writeNow(). */
+  writeQueued(objectId: string, offset: number, data: Uint8Array, fua = false): Promise<void> {
+    this.check(objectId, offset, data.length);
+    return this.writeLater(objectId, offset, data, fua);
   }
 
   /**
@@ -339,8 +367,9 @@ export class ObjectStore {
     return h;
   }
 
-  private readNow(h: Handle, offset: number, length: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length);
+  /** A synchronous read on the event loop (the fast path), filling `buf`. */
+  private readAt(h: Handle, offset: number, buf: Buffer): Buffer {
+    const length = buf.length;
     let done = 0;
     const t0 = performance.now();
     try {
@@ -349,34 +378,68 @@ export class ObjectStore {
         if (n === 0) break; // end of file: zeros below
         done += n;
       }
-    } catch (e) {
-      return Promise.reject(e);
     } finally {
       this.io.observe(performance.now() - t0);
     }
-    return Promise.resolve(done < length ? buf.fill(0, done) : buf);
+    this.io.count(true);
+    return done < length ? buf.fill(0, done) : buf;
   }
 
-  private writeNow(objectId: string, h: Handle, offset: number, data: Uint8Array): Promise<void> {
+  /** A synchronous write on the event loop (the fast path). */
+  private writeAt(objectId: string, h: Handle, offset: number, data: Uint8Array): void {
     const t0 = performance.now();
     try {
       for (let done = 0; done < data.length;) done += writeSync(h.fh.fd, data, done, data.length - done, offset + done);
-    } catch (e) {
-      return Promise.reject(e);
     } finally {
       this.io.observe(performance.now() - t0);
     }
+    this.io.count(true);
     this.dirty.add(objectId);
-    return Promise.resolve();
+  }
+
+  private readLater(objectId: string, offset: number, length: number): Promise<Buffer> {
+    return this.serial(objectId, async () => {
+      this.io.count(false);
+      const h = await this.acquire(objectId, false);
+      if (!h) return Buffer.alloc(length);
+      // Not zeroed up front: the kernel fills what the file holds (holes as zeros), the rest is zeroed below.
+      const buf = Buffer.allocUnsafe(length);
+      let done = 0;
+      try {
+        while (done < length) {
+          const { bytesRead } = await h.fh.read(buf, done, length - done, offset + done);
+          if (bytesRead === 0) break; // end of file
+          done += bytesRead;
+        }
+      } finally { this.release(h); }
+      return done < length ? buf.fill(0, done) : buf;
+    });
+  }
+
+  private writeLater(objectId: string, offset: number, data: Uint8Array, fua: boolean): Promise<void> {
+    return this.serial(objectId, async () => {
+      this.io.count(false);
+      const h = (await this.acquire(objectId, true))!;
+      try {
+        let done = 0;
+        while (done < data.length) {
+          const { bytesWritten } = await h.fh.write(data, done, data.length - done, offset + done);
+          done += bytesWritten;
+        }
+        this.dirty.add(objectId);
+        if (fua) await this.syncLocked(objectId, h);
+      } finally { this.release(h); }
+    });
   }
 
   /** Runs `fn` after every earlier operation on the object; enqueues synchronously (call order = run order). */
   private serial<T>(objectId: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.tails.get(objectId) ?? Promise.resolve();
     const run = prev.then(fn);
-    const tail = run.then(() => {}, () => {});
+    // Forgotten as soon as it ends (before its caller resumes): an idle object takes the fast path.
+    const end = () => { if (this.tails.get(objectId) === tail) this.tails.delete(objectId); };
+    const tail: Promise<void> = run.then(end, end);
     this.tails.set(objectId, tail);
-    void tail.then(() => { if (this.tails.get(objectId) === tail) this.tails.delete(objectId); });
     return run;
   }
 
