@@ -4,21 +4,12 @@
  * (OpenStack Essex, 2012). Seeded, so every run places the same VMs on the same hosts.
  */
 import { CapacityIndex, holdsInvariant, type Arch, type HostCapacity, type ResourceType, type VmDemand } from '../src/scheduler/index.js';
+import { prng } from './lib/prng.js';
 
 const HOSTS = 10_000, ZONES = 10, VMS = 10_000;
 const TENANTS = ['tenant-a', 'tenant-b', 'tenant-c', 'tenant-d', 'tenant-e'];
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rnd = mulberry32(20120405);
+const rnd = prng(20120405);
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
 
 const SIZES = [{ vcpus: 32, memoryMiB: 128 << 10 }, { vcpus: 64, memoryMiB: 256 << 10 }, { vcpus: 96, memoryMiB: 384 << 10 }, { vcpus: 128, memoryMiB: 1024 << 10 }];

@@ -28,6 +28,7 @@ import { CapacityIndex, makePolicy, type EdgeCapacity, type HostCapacity, type N
 import { SdnState, compile } from '../src/sdn/compiler/index.js';
 import { VLAN_MAX, VLAN_MIN, type DesiredConfig, type PlacedNetwork, type PlacedNic, type Placement, type Topology } from '../src/sdn/types.js';
 import { summarize } from './lib/stats.js';
+import { prng } from './lib/prng.js';
 
 function flag(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -51,17 +52,7 @@ const USABLE = VLAN_MAX - VLAN_MIN + 1;
 
 // ------------------------------------------------------------------ seeded randomness
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rnd = mulberry32(SEED);
+const rnd = prng(SEED);
 const gauss = (): number => Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
 /** Index into cumulative weights `cum` (last = total) by binary search. */
 function pickCum(cum: Float64Array): number {

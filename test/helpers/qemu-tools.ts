@@ -31,17 +31,9 @@ export async function qemuIo(uri: string, commands: string[]): Promise<string> {
   return out;
 }
 
-/** A small deterministic PRNG so a failing workload can be replayed from its seed. */
-export function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../../bench/lib/prng.js';
+
+export { prng };
 
 /**
  * 1,500 random qemu-io commands (writes of 1 B–40 KB and up to 2 MiB, FUA writes, write-zeroes,
