@@ -4,16 +4,13 @@
  * per underlay address, whatever a controller's code does.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { openDb, type Dialect } from '../../src/state/db.js';
 import { migrations } from '../../src/state/migrations.js';
-import { createDatabase } from '../helpers/postgres.js';
+import { scratchStore } from './scratch-store.js';
 
 const at = new Date().toISOString();
 const host = (id: string, zone: string, name: string) => ({
@@ -40,17 +37,7 @@ const rejects = async (p: Promise<unknown>) => assert.rejects(p, (e: Error) => /
 for (const dialect of ['sqlite', 'postgres'] as const) {
   describe(`0005_sdn [${dialect}]`, () => {
     it('adds the topology to an existing store, with the store enforcing its uniqueness rules', { skip: dialect === 'postgres' && !process.env.KUMO_TEST_PG && 'needs KUMO_TEST_PG (node dist/test/run.js sets it)' }, async () => {
-      let url: string;
-      let cleanup: () => Promise<void>;
-      if (dialect === 'sqlite') {
-        const dir = mkdtempSync(join(tmpdir(), 'kumo-migrate-'));
-        url = join(dir, 'kumo.db');
-        cleanup = async () => rmSync(dir, { recursive: true, force: true });
-      } else {
-        const d = await createDatabase(process.env.KUMO_TEST_PG!);
-        url = d.url;
-        cleanup = d.drop;
-      }
+      const { url, cleanup } = await scratchStore(dialect);
       try {
         await oldStore(dialect, url);
         const db = await openDb(url);

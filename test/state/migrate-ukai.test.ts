@@ -3,16 +3,13 @@
  * block size, stub storage nodes get the new columns' defaults.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import { openDb, type Dialect } from '../../src/state/db.js';
 import { migrations } from '../../src/state/migrations.js';
-import { createDatabase } from '../helpers/postgres.js';
+import { scratchStore } from './scratch-store.js';
 
 async function oldStore(dialect: Dialect, url: string): Promise<void> {
   const k = new Kysely<any>({
@@ -37,17 +34,7 @@ async function oldStore(dialect: Dialect, url: string): Promise<void> {
 for (const dialect of ['sqlite', 'postgres'] as const) {
   describe(`0004_ukai on an existing store [${dialect}]`, () => {
     it('keeps volumes and nodes, drops local_host, adds the block size and node columns', { skip: dialect === 'postgres' && !process.env.KUMO_TEST_PG && 'needs KUMO_TEST_PG (node dist/test/run.js sets it)' }, async () => {
-      let url: string;
-      let cleanup: () => Promise<void>;
-      if (dialect === 'sqlite') {
-        const dir = mkdtempSync(join(tmpdir(), 'kumo-migrate-'));
-        url = join(dir, 'kumo.db');
-        cleanup = async () => rmSync(dir, { recursive: true, force: true });
-      } else {
-        const d = await createDatabase(process.env.KUMO_TEST_PG!);
-        url = d.url;
-        cleanup = d.drop;
-      }
+      const { url, cleanup } = await scratchStore(dialect);
       try {
         await oldStore(dialect, url);
         const db = await openDb(url);

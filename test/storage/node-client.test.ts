@@ -9,30 +9,17 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { newObjectId } from '../../src/storage/blockmap/index.js';
 import {
   InProcessNodeClient, NodeClosed, NodeError, NodeTimeout, StorageNodeClient, StorageNodeServer, isNodeError,
-  type NodeClient, type NodeCloseInfo, type StorageNodeServerOptions,
+  type NodeClient, type NodeCloseInfo,
 } from '../../src/storage/node/index.js';
+import { node, TOKEN } from './node-server.js';
 
-const TOKEN = 'node-token-for-tests';
 const MiB = 1024 * 1024;
 
-async function node(t: TestContext, opts: Partial<StorageNodeServerOptions> = {}): Promise<StorageNodeServer> {
-  const dir = await mkdtemp(join(tmpdir(), 'kumo-nclient-'));
-  const srv = new StorageNodeServer({ dir, token: TOKEN, host: '127.0.0.1', port: 0, ...opts });
-  await srv.start();
-  t.after(async () => {
-    await srv.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
-  return srv;
-}
 
 /** A TCP listener that accepts and never answers: a hung source node. */
 async function silentNode(t: TestContext): Promise<{ port: number; sockets: Socket[] }> {

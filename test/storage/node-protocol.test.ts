@@ -5,32 +5,19 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { once } from 'node:events';
 import fc from 'fast-check';
 import { newObjectId } from '../../src/storage/blockmap/index.js';
 import {
   FrameDecoder, HEADER_BYTES, NO_OBJECT, NodeClosed, NodeError, NodeProtocolError, NodeTimeout, Op, REPLY_MAGIC, REQUEST_MAGIC,
-  StorageNodeClient, StorageNodeServer, decodeHeader, encodeHeader, isNodeError, type StorageNodeServerOptions,
+  StorageNodeClient, decodeHeader, encodeHeader, isNodeError,
 } from '../../src/storage/node/index.js';
+import { node, TOKEN } from './node-server.js';
 
-const TOKEN = 'node-token-for-tests';
 const MiB = 1024 * 1024;
 
-async function node(t: TestContext, opts: Partial<StorageNodeServerOptions> = {}): Promise<StorageNodeServer> {
-  const dir = await mkdtemp(join(tmpdir(), 'kumo-snode-'));
-  const srv = new StorageNodeServer({ dir, token: TOKEN, host: '127.0.0.1', port: 0, ...opts });
-  await srv.start();
-  t.after(async () => {
-    await srv.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
-  return srv;
-}
 
 async function client(t: TestContext, srv: { port: number }, token = TOKEN): Promise<StorageNodeClient> {
   const c = await StorageNodeClient.connect({ host: '127.0.0.1', port: srv.port, token, timeoutMs: 5000 });
