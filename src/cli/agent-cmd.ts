@@ -45,7 +45,7 @@ async function startStorageNode(o: Record<string, any>, joinToken: string, log: 
     name: o.storageName, log: log.child({ component: 'storage-node' }),
   });
   await d.start();
-  process.stderr.write(`kumo agent: storage node ${d.identity.name} (${d.nodeId}) in this process, serving at ${d.host}:${d.port}, data in ${o.storageData}\n`);
+  process.stderr.write(`kumo agent: storage node ${d.identity.name} (${d.nodeId}) runs in this process, reachable at ${d.host}:${d.port}, data in ${o.storageData}\n`);
   return d;
 }
 

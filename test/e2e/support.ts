@@ -70,7 +70,11 @@ export class QemuCloud {
   private agentPort = 0;
   private agentStarts = 0;
 
-  constructor(prefix = 'kumo-e2e-') {
+  /**
+   * `hyperconverged`: the main storage node (`<host>-storage`, DATA/storage, as `kumo up` runs it)
+   * runs inside the QEMU agent (`kumo agent --storage-data`) instead of as a process of its own.
+   */
+  constructor(prefix = 'kumo-e2e-', readonly hyperconverged = false) {
     this.data = mkdtempSync(join(tmpdir(), prefix));
     this.agentData = join(this.data, 'qemu-agent');
     this.runDir = join(this.agentData, 'vms');
@@ -92,7 +96,7 @@ export class QemuCloud {
     this.controller = new KumoProc('controller', ['controller', '--data', this.data, '--port', '0', '--listen', '127.0.0.1', '--vm-types', join(this.data, 'vm-types.json'),
       '--log', join(this.data, 'logs', 'controller-e2e.log')]);
     this.url = await this.controller.waitForOutput(/REST: +(http:\/\/\S+)\/v1/, 60_000);
-    await this.startStorageNode(this.mainStorage);
+    if (!this.hyperconverged) await this.startStorageNode(this.mainStorage);
     this.agentPort = await freePort();
     await this.startAgent();
   }
@@ -180,7 +184,8 @@ export class QemuCloud {
     const previous = await this.hostRow().catch(() => null);
     this.agentStarts++;
     this.agent = new KumoProc(`agent#${this.agentStarts}`, ['agent', '--driver', 'qemu', '--controller', this.url, '--zone', this.zone, '--host', this.host,
-      '--listen', `127.0.0.1:${this.agentPort}`, '--data', this.agentData, '--join-token-file', join(this.data, 'join-token'), '--log', this.agentLog]);
+      '--listen', `127.0.0.1:${this.agentPort}`, '--data', this.agentData, '--join-token-file', join(this.data, 'join-token'), '--log', this.agentLog,
+      ...(this.hyperconverged ? ['--storage-data', this.storageDir(this.mainStorage), '--storage-name', this.mainStorage, '--storage-listen', '127.0.0.1:0'] : [])]);
     await this.agent.waitForOutput(/(serving at)/, 60_000);
     // Registration happens before "serving at" is printed; the host row then names the QEMU driver.
     await waitFor('the QEMU agent\'s host to be up', async () => {

@@ -53,7 +53,10 @@ export class ImageCloud extends InProcessCloud {
     const driver = new RecordingSim({ bootMs: 20, shutdownMs: 20 });
     super(s, {
       driver, heartbeatMs: 200,
-      storage: (controllerUrl) => (this.agentStorage = new AgentStorage({ dataDir: agentData, controllerUrl, log: silent })),
+      // A hyperconverged host: the storage node runs in the agent's process, its frontend reaches it in process.
+      storage: (controllerUrl) => (this.agentStorage = new AgentStorage({
+        dataDir: agentData, controllerUrl, log: silent, localNode: { nodeId: this.nodeId, server: this.node! },
+      })),
     });
     this.dir = dir;
     this.agentData = agentData;

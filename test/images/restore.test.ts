@@ -157,8 +157,12 @@ forEachDb('images and restoreImage', (env) => {
     assert.deepEqual(readFileSync(launched.kernel!.initrd!), readFileSync(initrd));
     const data = launched.disks.find((d) => d.volumeId === vol)!;
     assert.deepEqual(data.source, { kind: 'nbd', socket: cloud.agentStorage.frontend.socket, export: vol });
-    const info = await run('qemu-img', ['info', '--output=json', `nbd+unix:///${vol}?socket=${cloud.agentStorage.frontend.socket}`]);
+    const uri = `nbd+unix:///${vol}?socket=${cloud.agentStorage.frontend.socket}`;
+    const info = await run('qemu-img', ['info', '--output=json', uri]);
     assert.equal((JSON.parse(info.stdout) as { 'virtual-size': number })['virtual-size'], 2 * GiB);
+    // Through the agent's export to the storage node in its process, and back.
+    const io = await run('qemu-io', ['-f', 'raw', '-c', 'read -P 0 1M 64k', '-c', 'write -P 0x5c 1M 64k', '-c', 'flush', '-c', 'read -P 0x5c 1M 64k', uri]);
+    assert.doesNotMatch(io.stdout + io.stderr, /fail|error/i);
     assert.equal((await cloud.finish(t, await s.vms.powerOff(t, vm, true))).status, 'succeeded');
   });
 
