@@ -10,20 +10,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { waitFor } from '../api/support.js';
-import { BOOT_MS, QemuCloud, SMALL_DISK_TYPE, say } from './support.js';
+import { QemuCloud, SMALL_DISK_TYPE, say } from './support.js';
 
 const cloud = new QemuCloud('kumo-e2e-hc-', true);
 const COUNTER_IMAGE = 'tiny-counter';
 
-async function counter(vmId: string): Promise<number> {
-  const ns = [...(await cloud.console(vmId)).matchAll(/KUMO-COUNTER n=(\d+)/g)].map((m) => Number(m[1]));
-  return ns.length ? Math.max(...ns) : 0;
-}
-
-const counterPast = (vmId: string, n: number) => waitFor(`${vmId}'s counter to pass ${n}`, async () => {
-  const c = await counter(vmId);
-  return c > n ? c : null;
-}, BOOT_MS, 300);
 
 describe('a hyperconverged host: the storage node inside the QEMU agent', { timeout: 900_000 }, () => {
   before(async () => {
@@ -47,12 +38,12 @@ describe('a hyperconverged host: the storage node inside the QEMU agent', { time
     await cloud.run(vm, 'restore-image', { imageId: cloud.variants.get(COUNTER_IMAGE) });
     await cloud.run(vm, 'power-on');
     assert.equal(await cloud.waitBoot(vm, 1), 1);
-    let n = await counterPast(vm, 5);
+    let n = await cloud.counterPast(vm, 5);
     say(`${vm} counts (${n}) on ${vol}`);
 
     const pid = cloud.qemuPid(vm);
     for (const sig of ['SIGTERM', 'SIGKILL'] as const) {
-      const at = await counter(vm); // the console is read through the agent
+      const at = await cloud.counter(vm); // the console is read through the agent
       await cloud.stopAgent(sig);
       say(`agent (and its storage node) stopped by ${sig} at counter ${at}`);
       await cloud.startAgent();
@@ -60,7 +51,7 @@ describe('a hyperconverged host: the storage node inside the QEMU agent', { time
         const x = (await cloud.storageNodes()).find((y) => y.name === cloud.mainStorage);
         return x && x.status === 'up' && x.nodeId === nodes[0].nodeId ? x : null;
       }, 30_000, 200);
-      n = await counterPast(vm, Math.max(at, n) + 5);
+      n = await cloud.counterPast(vm, Math.max(at, n) + 5);
       say(`${vm} counts on after the ${sig} restart: ${n}`);
       assert.equal(cloud.qemuPid(vm), pid, 'the same QEMU all along');
     }

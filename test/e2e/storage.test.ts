@@ -20,17 +20,6 @@ const COUNTER_IMAGE = 'tiny-counter';
 let vmA = '';
 let volA = '';
 
-/** The highest `KUMO-COUNTER n=` on the VM's console (through the API), 0 when none yet. */
-async function counter(vmId: string): Promise<number> {
-  const ns = [...(await cloud.console(vmId)).matchAll(/KUMO-COUNTER n=(\d+)/g)].map((m) => Number(m[1]));
-  return ns.length ? Math.max(...ns) : 0;
-}
-
-/** Waits until the guest's counter passes `n`: its disk writes are acknowledged again and again. */
-const counterPast = (vmId: string, n: number) => waitFor(`${vmId}'s counter to pass ${n}`, async () => {
-  const c = await counter(vmId);
-  return c > n ? c : null;
-}, BOOT_MS, 300);
 
 /** Object files a storage node keeps in its data directory (`objects/<ab>/<32 hex>`). */
 function objectFiles(name: string): Map<string, string> {
@@ -86,7 +75,7 @@ describe('UKAI volumes end to end (QEMU guest, three storage nodes)', { timeout:
     }
     await cloud.run(vmA, 'power-on');
     assert.equal(await cloud.waitBoot(vmA, 1), 1);
-    const n = await counterPast(vmA, 5);
+    const n = await cloud.counterPast(vmA, 5);
     const ls = await cloud.locations(volA);
     say(`${vmA} counts (${n}) on ${volA}: ${JSON.stringify(ls)}`);
     for (const l of ls) {
@@ -103,10 +92,10 @@ describe('UKAI volumes end to end (QEMU guest, three storage nodes)', { timeout:
     const victim = (await cloud.locations(volA))[1].nodeId;
     const victimName = await nodeName(victim);
     await cloud.stopStorageNode(victimName, 'SIGKILL');
-    const before = await counter(vmA);
+    const before = await cloud.counter(vmA);
     say(`killed ${victimName} (${victim}) at counter ${before}`);
     // The guest goes on: each new number was fsynced by the guest and acknowledged by the frontend.
-    await counterPast(vmA, before + 10);
+    await cloud.counterPast(vmA, before + 10);
     const stale = await waitFor(`${victim}'s blocks to be out-of-sync`, async () => {
       const l = loc(await cloud.locations(volA), victim);
       return l && l.outOfSync > 0 ? l : null;
@@ -126,7 +115,7 @@ describe('UKAI volumes end to end (QEMU guest, three storage nodes)', { timeout:
     say(`resync: ${JSON.stringify(result)}; node now ${JSON.stringify(synced)}`);
     assert.ok(result.copied >= stale.outOfSync, `copied (${result.copied}) covers the ${stale.outOfSync} stale blocks`);
     assert.ok(result.copied < synced.inSync, `copied (${result.copied}) is not a full rebuild of ${synced.inSync} blocks`);
-    await counterPast(vmA, (await counter(vmA)) + 3);
+    await cloud.counterPast(vmA, (await cloud.counter(vmA)) + 3);
   });
 
   it('relocation while the guest writes: add the third node, remove an old one; the guest never stops and the old node keeps nothing', { timeout: 400_000 }, async () => {
@@ -137,7 +126,7 @@ describe('UKAI volumes end to end (QEMU guest, three storage nodes)', { timeout:
     const old = ls[0].nodeId;
     const oldName = await nodeName(old);
     assert.ok(objectFiles(oldName).size > 0, 'the old node holds objects before');
-    const c0 = await counter(vmA);
+    const c0 = await cloud.counter(vmA);
     const add = await cloud.rest('tenant', 'POST', `/volumes/${volA}/locations`, { nodeId: target.nodeId });
     assert.equal(add.status, 202, JSON.stringify(add.body));
     const added = await cloud.wait((add.body as { requestId: string }).requestId);
@@ -153,14 +142,14 @@ describe('UKAI volumes end to end (QEMU guest, three storage nodes)', { timeout:
     const after = await cloud.locations(volA);
     assert.deepEqual(after.map((l) => l.nodeId).sort(), ls.map((l) => l.nodeId).filter((n) => n !== old).concat(target.nodeId).sort());
     // The guest went on writing throughout.
-    await counterPast(vmA, c0 + 5);
+    await cloud.counterPast(vmA, c0 + 5);
     await waitFor(`${oldName} to hold nothing of ${volA}`, async () => (objectFiles(oldName).size === 0 ? true : null), 60_000, 500);
   });
 
   it('power off; the disk becomes an image (copy); a new VM restored from it boots with the first one\'s data', { timeout: 400_000 }, async () => {
     assert.ok(vmA, 'needs the first test');
     await cloud.run(vmA, 'power-off');
-    const last = await counter(vmA);
+    const last = await cloud.counter(vmA);
     const cap = await cloud.rest('tenant', 'POST', `/volumes/${volA}/image`, { name: 'writer-copy', os: 'linux' });
     assert.equal(cap.status, 202, JSON.stringify(cap.body));
     const done = await cloud.wait((cap.body as { requestId: string }).requestId);

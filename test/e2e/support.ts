@@ -277,6 +277,20 @@ export class QemuCloud {
     }
   }
 
+  /** The highest `KUMO-COUNTER n=` on the VM's console (through the API), 0 when none yet. */
+  async counter(vmId: string): Promise<number> {
+    const ns = [...(await this.console(vmId)).matchAll(/KUMO-COUNTER n=(\d+)/g)].map((m) => Number(m[1]));
+    return ns.length ? Math.max(...ns) : 0;
+  }
+
+  /** Waits until the guest's counter passes `n`: its disk writes are acknowledged again and again. */
+  counterPast(vmId: string, n: number): Promise<number> {
+    return waitFor(`${vmId}'s counter to pass ${n}`, async () => {
+      const c = await this.counter(vmId);
+      return c > n ? c : null;
+    }, BOOT_MS, 300);
+  }
+
   vmDir(vmId: string): string { return join(this.runDir, vmId); }
 
   /** The pid of the VM's QEMU from its run directory, or null when none runs. */

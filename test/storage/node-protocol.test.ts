@@ -73,31 +73,6 @@ describe('storage node protocol', () => {
       (e: unknown) => e instanceof NodeClosed && e.code === 'ECONNREFUSED');
   });
 
-  it('completes 1,000 pipelined requests on one connection with the right data', async (t) => {
-    const srv = await node(t);
-    const c = await client(t, srv);
-    const ids = Array.from({ length: 20 }, () => newObjectId());
-    const expected = new Map<string, Buffer>();
-    const writes: Promise<void>[] = [];
-    for (let i = 0; i < 500; i++) {
-      const id = ids[i % ids.length];
-      const slot = Math.floor(i / ids.length);
-      const data = randomBytes(4096 - 7);
-      const offset = slot * 4096 + 3; // unaligned
-      expected.set(`${id}:${offset}`, data);
-      writes.push(c.write(id, offset, data));
-    }
-    assert.ok(c.inflight >= 400, `pipelined: ${c.inflight} in flight before any reply`);
-    // The reads go out before the writes are answered; each object runs its requests in order.
-    const reads = [...expected].map(async ([key, data]) => {
-      const [id, offset] = key.split(':');
-      assert.deepEqual(await c.read(id, Number(offset), data.length), data);
-    });
-    await Promise.all([...writes, ...reads]);
-    assert.equal(writes.length + reads.length, 1000);
-    assert.equal(c.inflight, 0);
-  });
-
   it('answers bad requests with an error reply and keeps the connection', async (t) => {
     const srv = await node(t, { store: { maxObjectBytes: 4 * MiB } });
     const c = await client(t, srv);
