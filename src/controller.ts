@@ -9,6 +9,9 @@ import { powerHandlers } from './requests/handlers/power.js';
 import { captureHandlers } from './requests/handlers/capture.js';
 import { locationHandlers } from './requests/handlers/locations.js';
 import { restoreHandlers } from './requests/handlers/restore.js';
+import { migrateHandlers } from './requests/handlers/migrate.js';
+import { drainHandlers } from './requests/handlers/drain.js';
+import { DEFAULT_MIGRATION_POLICY, type MigrationPolicyConfig } from './services/migration-policy.js';
 import { makePolicy, type Overcommit } from './scheduler/index.js';
 import { Services } from './services/index.js';
 import { SYSTEM } from './services/principal.js';
@@ -20,6 +23,8 @@ import { ControllerStorage } from './storage/controller/sessions.js';
 export interface ControllerOptions {
   db: string; dataDir: string; host: string; port: number; name: string; log: Logger;
   overcommit?: Partial<Overcommit>; vmTypesFile?: string; gracefulStopMs?: number; leaseMs?: number;
+  /** Live-migration policy settings that differ from DEFAULT_MIGRATION_POLICY. */
+  migration?: Partial<MigrationPolicyConfig>; drainConcurrency?: number;
 }
 
 export interface Controller {
@@ -45,6 +50,8 @@ export async function startController(o: ControllerOptions): Promise<Controller>
     ...restoreHandlers({ s: services, storage }),
     ...locationHandlers({ s: services, agents, storage }),
     ...captureHandlers({ s: services, storage }),
+    ...migrateHandlers({ s: services, agents, storage, migration: { ...DEFAULT_MIGRATION_POLICY, ...o.migration } }),
+    ...drainHandlers({ s: services, concurrency: o.drainConcurrency ?? 2 }),
   }, o.log.child({ component: 'requests' }), { owner: o.name, leaseMs: o.leaseMs });
   services.requests.wake = engine.wake;
   const app = await buildServer(services, o.log);

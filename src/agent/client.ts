@@ -2,7 +2,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { VmReport, VmSpec, StopOptions } from '../compute/driver.js';
 import { Fault, KumoError } from '../core/errors.js';
 import type { HostRow } from '../state/schema.js';
-import { AGENT_PATHS, type RelocateBody, type RelocateEvent, type RelocateProgress } from './protocol.js';
+import { MigrationError, type MigrationOutcome, type MigrationProgress } from '../compute/migration.js';
+import {
+  AGENT_PATHS, type DirtyRateBody, type DirtyRateReply, type HandoverBody, type IncomingBody, type IncomingReply, type MigrateBody,
+  type MigrateEvent, type RelocateBody, type RelocateEvent, type RelocateProgress, type ResumeOutgoingBody,
+} from './protocol.js';
 import type { RelocateResult } from '../storage/relocation/step.js';
 
 /** `message` names the agent's URL, for the operator's log; `detail` is what the agent said. */
@@ -56,26 +60,64 @@ export class AgentClient {
 
   /**
    * Relocates (adds, syncs, removes a location of) a volume the host's frontend holds, passing each
-   * progress line to `onProgress`. The answer streams for as long as the copy takes, so the timeout
-   * applies to silence, not to the whole copy; a broken stream is retried (the operation is idempotent).
+   * progress line to `onProgress`. A broken stream is retried: the operation is idempotent.
    */
-  async relocate(host: HostRow, volumeId: string, body: RelocateBody,
+  relocate(host: HostRow, volumeId: string, body: RelocateBody,
     onProgress: (p: RelocateProgress) => Promise<void> | void): Promise<RelocateResult> {
+    return this.stream<RelocateEvent, RelocateResult>(host, AGENT_PATHS.relocate(host.id, volumeId), body, this.opts.attempts, (e) => {
+      if ('error' in e) throw new AgentError(`agent of ${host.name} (${host.agent_url}): ${e.error}`, false, false, e.error);
+      if ('result' in e) return { done: e.result };
+      return { progress: () => onProgress(e.progress) };
+    });
+  }
+
+  /**
+   * Runs the VM's outgoing live migration on its source host, passing progress samples on. Never
+   * retried: a broken stream makes the agent cancel the migration, and the VM runs on at the source.
+   * A migration QEMU did not complete ends in MigrationError with its kind.
+   */
+  migrate(host: HostRow, vmId: string, body: MigrateBody, onProgress: (p: MigrationProgress) => Promise<void> | void): Promise<MigrationOutcome> {
+    return this.stream<MigrateEvent, MigrationOutcome>(host, AGENT_PATHS.migrate(host.id, vmId), body, 1, (e) => {
+      if ('error' in e) throw new MigrationError(vmId, e.kind, e.error);
+      if ('result' in e) return { done: e.result };
+      return { progress: () => onProgress(e.progress) };
+    });
+  }
+
+  incoming(host: HostRow, spec: VmSpec) { return this.call<IncomingReply>(host, AGENT_PATHS.incoming(host.id, spec.vmId), { spec } satisfies IncomingBody); }
+  async dirtyRate(host: HostRow, vmId: string, seconds: number): Promise<number> {
+    return (await this.call<DirtyRateReply>(host, AGENT_PATHS.dirtyRate(host.id, vmId), { seconds } satisfies DirtyRateBody)).bytesPerSecond;
+  }
+  migrateCancel(host: HostRow, vmId: string) { return this.call<void>(host, AGENT_PATHS.migrateCancel(host.id, vmId), {}); }
+  handover(host: HostRow, vmId: string, toHostId: string) { return this.call<void>(host, AGENT_PATHS.handover(host.id, vmId), { toHostId } satisfies HandoverBody); }
+  resumeIncoming(host: HostRow, vmId: string) { return this.call<void>(host, AGENT_PATHS.resumeIncoming(host.id, vmId), {}); }
+  resumeOutgoing(host: HostRow, vmId: string, volumeIds: string[]) {
+    return this.call<void>(host, AGENT_PATHS.resumeOutgoing(host.id, vmId), { volumeIds } satisfies ResumeOutgoingBody);
+  }
+
+  /**
+   * POSTs `body` and reads the NDJSON answer line by line: `handle` turns a line into progress to
+   * report or the final value (or throws). The timeout applies to silence, not to the whole
+   * operation, which may take as long as a copy or a migration takes.
+   */
+  private async stream<E, R>(host: HostRow, path: string, body: unknown, attempts: number,
+    handle: (e: E) => { done: R } | { progress: () => Promise<void> | void }): Promise<R> {
     const who = `agent of ${host.name} (${host.agent_url})`;
     let last: AgentError | null = null;
-    for (let i = 0; i < this.opts.attempts; i++) {
+    for (let i = 0; i < attempts; i++) {
       if (i > 0) await sleep(500 * 2 ** i);
       const ac = new AbortController();
       let idle: NodeJS.Timeout = setTimeout(() => ac.abort(), this.opts.timeoutMs);
       const alive = () => { clearTimeout(idle); idle = setTimeout(() => ac.abort(), this.opts.timeoutMs); };
       try {
-        const res = await fetch(host.agent_url + AGENT_PATHS.relocate(host.id, volumeId), {
+        const res = await fetch(host.agent_url + path, {
           method: 'POST', headers: { authorization: `Bearer ${host.node_token}`, 'content-type': 'application/json' },
           body: JSON.stringify(body), signal: ac.signal,
         });
         if (!res.ok || !res.body) {
           const text = await res.text();
-          last = new AgentError(`${who}: ${safeError(text) ?? `HTTP ${res.status}`}`, res.status >= 500 && res.status !== 501);
+          const msg = safeError(text) ?? `HTTP ${res.status}`;
+          last = new AgentError(`${who}: ${msg}`, res.status >= 500 && res.status !== 501, false, msg);
           if (!last.retryable) throw last;
           continue;
         }
@@ -89,17 +131,17 @@ export class AgentClient {
             const text = buf.slice(0, nl).trim();
             buf = buf.slice(nl + 1);
             if (!text) continue;
-            const e = JSON.parse(text) as RelocateEvent;
-            if ('error' in e) throw new AgentError(`${who}: ${e.error}`, false);
-            if ('result' in e) return e.result;
-            try { await onProgress(e.progress); } catch (err) { throw new CallerError(err); }
+            let step: { done: R } | { progress: () => Promise<void> | void };
+            try { step = handle(JSON.parse(text) as E); } catch (err) { throw new CallerError(err); }
+            if ('done' in step) return step.done;
+            try { await step.progress(); } catch (err) { throw new CallerError(err); }
           }
         }
-        last = new AgentError(`${who}: the relocation's answer ended before the relocation did`, true);
+        last = new AgentError(`${who}: the answer ended before the operation did`, true);
       } catch (e) {
         if (e instanceof CallerError) throw e.cause;
         if (e instanceof AgentError && !e.retryable) throw e;
-        last = e instanceof AgentError ? e : new AgentError(`${who} unreachable or silent: ${(e as Error).message}`, true);
+        last = e instanceof AgentError ? e : new AgentError(`${who} unreachable or silent: ${(e as Error).message}`, true, true);
       } finally {
         clearTimeout(idle);
       }
@@ -108,7 +150,7 @@ export class AgentClient {
   }
 }
 
-/** An error of the caller's progress callback: passed through, never retried. */
+/** An error of the caller's callbacks (or a final error line): passed through, never retried. */
 class CallerError extends Error {
   constructor(override readonly cause: unknown) { super('progress callback failed'); }
 }

@@ -1,4 +1,5 @@
 import type { VmReport, VmSpec, StopOptions } from '../compute/driver.js';
+import type { MigrationFailure, MigrationOutcome, MigrationParams, MigrationProgress } from '../compute/migration.js';
 import type { AgentRegistration } from '../services/hosts.js';
 import type { RelocateProgress, RelocateResult } from '../storage/relocation/step.js';
 
@@ -13,6 +14,21 @@ export const AGENT_PATHS = {
   list: (hostId: string) => `/agent/v1/hosts/${hostId}/vms`,
   /** Adds, syncs or removes a location of a volume this agent's frontend holds; the answer streams RelocateEvent lines (NDJSON). */
   relocate: (hostId: string, volumeId: string) => `/agent/v1/hosts/${hostId}/volumes/${volumeId}/relocate`,
+  // Live migration (DESIGN.md §8), in the order the controller calls them:
+  /** Destination: IncomingBody → IncomingReply. Volumes exported but not yet leased; QEMU paused on `-incoming`. */
+  incoming: (hostId: string, vmId: string) => `/agent/v1/hosts/${hostId}/vms/${vmId}/incoming`,
+  /** Source: DirtyRateBody → DirtyRateReply. */
+  dirtyRate: (hostId: string, vmId: string) => `/agent/v1/hosts/${hostId}/vms/${vmId}/dirty-rate`,
+  /** Source: MigrateBody; the answer streams MigrateEvent lines (NDJSON) until QEMU completes or fails. */
+  migrate: (hostId: string, vmId: string) => `/agent/v1/hosts/${hostId}/vms/${vmId}/migrate`,
+  /** Source: cancels the outgoing migration of the VM, if one runs; the VM goes on at the source. */
+  migrateCancel: (hostId: string, vmId: string) => `/agent/v1/hosts/${hostId}/vms/${vmId}/migrate/cancel`,
+  /** Source, after completion: HandoverBody. Flushes the VM's volumes and hands their write leases to the destination host. */
+  handover: (hostId: string, vmId: string) => `/agent/v1/hosts/${hostId}/vms/${vmId}/handover`,
+  /** Destination, after the hand-over: opens the volumes under the lease, resumes the guest, announces its MACs. */
+  resumeIncoming: (hostId: string, vmId: string) => `/agent/v1/hosts/${hostId}/vms/${vmId}/resume-incoming`,
+  /** Source, rolling back after completion: ResumeOutgoingBody. Takes the leases back and resumes the guest here. */
+  resumeOutgoing: (hostId: string, vmId: string) => `/agent/v1/hosts/${hostId}/vms/${vmId}/resume-outgoing`,
 } as const;
 
 export const CONTROLLER_PATHS = {
@@ -30,6 +46,16 @@ export interface RegisterReply { nodeToken: string; hosts: { name: string; hostI
 export interface HeartbeatBody { hosts: { hostId: string; vms: VmReport[] }[] }
 export interface ExitBody { hostId: string; vmId: string; reason: 'shutdown' | 'crash' }
 export interface AgentFault { error: string }
+
+export interface IncomingBody { spec: VmSpec }
+export interface IncomingReply { uri: string }
+export interface DirtyRateBody { seconds: number }
+export interface DirtyRateReply { bytesPerSecond: number }
+export interface MigrateBody { uri: string; params: MigrationParams }
+/** Lines of a migration's answer: progress samples, then `result` or `error`. */
+export type MigrateEvent = { progress: MigrationProgress } | { result: MigrationOutcome } | { error: string; kind: MigrationFailure };
+export interface HandoverBody { toHostId: string }
+export interface ResumeOutgoingBody { volumeIds: string[] }
 
 /** One file of an image as the controller stores it. */
 export interface ImageFileMeta { name: string; size: number; sha256: string }

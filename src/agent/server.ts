@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { consoleRoutes } from './console-routes.js';
 import type { AgentStorage } from './storage.js';
 import { relocateRoutes } from './relocate-routes.js';
+import { migrationRoutes } from './migration-routes.js';
 import { AGENT_PATHS, CONTROLLER_PATHS, type ExitBody, type HeartbeatBody, type RegisterBody, type RegisterReply, type StartBody, type StopBody } from './protocol.js';
 
 export interface AgentOptions {
@@ -15,6 +16,8 @@ export interface AgentOptions {
   heartbeatMs?: number; log: Logger;
   /** Volumes over NBD and image kernels for real hosts; without it disks are pathless (sim). */
   storage?: AgentStorage;
+  /** Where incoming live migrations listen; default the listen host. */
+  migrationHost?: string;
 }
 
 /** Without storage every disk is pathless: enough for the sim driver, which keeps no data. */
@@ -85,6 +88,7 @@ export class Agent {
       await relocateRoutes(app, this.o.storage.frontend, this.o.log);
     }
     await consoleRoutes(app, driver);
+    await migrationRoutes(app, { driver, storage: this.o.storage, migrationHost: this.o.migrationHost ?? this.o.listen.host, pathless, log: this.o.log });
     await app.listen({ host: this.o.listen.host, port: this.o.listen.port });
     const addr = app.server.address();
     const port = typeof addr === 'object' && addr ? addr.port : this.o.listen.port;

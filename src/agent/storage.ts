@@ -33,6 +33,19 @@ export class AgentStorage {
   /** Opens the VM's volumes for `hostId` and resolves the boot files; a failure leaves nothing open. */
   async launch(hostId: string, spec: VmSpec): Promise<LaunchSpec> {
     await this.frontend.attach(hostId, spec.vmId, spec.disks.map((d) => d.volumeId));
+    return this.resolve(spec);
+  }
+
+  /**
+   * A live migration's destination: the volumes are exported before their leases come here (the
+   * incoming QEMU does no I/O until it is resumed, after the hand-over), and the boot files resolved.
+   */
+  async launchIncoming(hostId: string, spec: VmSpec): Promise<LaunchSpec> {
+    await this.frontend.prepare(hostId, spec.vmId, spec.disks.map((d) => ({ volumeId: d.volumeId, sizeBytes: d.sizeGiB * 1024 ** 3 })));
+    return this.resolve(spec);
+  }
+
+  private async resolve(spec: VmSpec): Promise<LaunchSpec> {
     try {
       const disks = spec.disks.map((d) => ({ ...d, source: { kind: 'nbd' as const, socket: this.frontend.socket, export: d.volumeId } }));
       if (!spec.boot) return { ...spec, disks };

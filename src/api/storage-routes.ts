@@ -38,6 +38,7 @@ const UpdateSchema = Type.Object({
   }), { maxItems: MAX_BATCH }),
 });
 const LocationSchema = Type.Object({ holder: Holder, epoch: Epoch, nodeId: Id });
+const HandoverSchema = Type.Object({ holder: Holder, epoch: Epoch, toHolder: Holder });
 
 const checks = new WeakMap<TSchema, TypeCheck<TSchema>>();
 function check<T extends TSchema>(schema: T, body: unknown): Static<T> {
@@ -120,4 +121,6 @@ export async function storageRoutes(app: FastifyInstance, s: Services): Promise<
   frontend(STORAGE_PATHS.addLocation, LocationSchema, (v, b) => m.addLocation(v, b.holder, b.epoch, b.nodeId));
   frontend(STORAGE_PATHS.removeLocation, LocationSchema, (v, b) => m.removeLocation(v, b.holder, b.epoch, b.nodeId));
   frontend(STORAGE_PATHS.release, LeaseSchema, (v, b) => m.release(v, b.holder, b.epoch));
+  frontend(STORAGE_PATHS.handover, HandoverSchema, (v, b) => m.handover(v, b.holder, b.epoch, b.toHolder));
+  frontend(STORAGE_PATHS.lease, OpenSchema, async (v, b) => ({ epoch: await m.heldEpoch(v, b.holder) }));
 }

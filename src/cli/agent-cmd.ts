@@ -65,6 +65,7 @@ export function agentCommands(program: Command): void {
     .option('--host <name>', 'host name, unique in its zone', hostname())
     .option('--listen <host:port>', 'address the controller reaches this agent on', '127.0.0.1:8781')
     .option('--data <dir>', 'agent state directory', './data/agent')
+    .option('--migration-address <addr>', 'address incoming live migrations listen on (QEMU picks a free port; default: the --listen host)')
     .option('--driver <name>', 'compute driver: auto (QEMU when installed, else sim), qemu or sim', 'auto')
     .option('--join-token <token>', 'the controller\'s join token')
     .option('--join-token-file <file>', 'file holding the join token (the controller writes DATA/join-token)')
@@ -92,7 +93,7 @@ export function agentCommands(program: Command): void {
       const { AgentStorage } = await import('../agent/storage.js');
       const storage = driver.name === 'sim' ? undefined : new AgentStorage({ dataDir: o.data, controllerUrl: o.controller, log, localNode });
       const agent = new Agent({
-        controllerUrl: o.controller, joinToken, zone: o.zone, listen: hostPort(o.listen), log, storage,
+        controllerUrl: o.controller, joinToken, zone: o.zone, listen: hostPort(o.listen), log, storage, migrationHost: o.migrationAddress,
         hosts: [{ name: o.host, vcpus: o.vcpus, memoryMiB: o.memoryMib, architectures: ['x86_64', 'i686'], driver }],
       });
       await agent.start();

@@ -20,12 +20,20 @@ const controllerOptions = (c: Command) => c
   .option('--vm-types <file>', 'JSON array of VM types {type, vcpus, memoryMiB, systemDiskGiB, resourceType} to add to the catalog')
   .option('--overcommit-vcpu <ratio>', 'best-effort vCPU overcommit', Number, 4)
   .option('--overcommit-memory <ratio>', 'best-effort memory overcommit', Number, 1)
-  .option('--graceful-stop-ms <ms>', 'powerOffVm: time an ACPI shutdown gets before the VM is forced off', int, 60_000);
+  .option('--graceful-stop-ms <ms>', 'powerOffVm: time an ACPI shutdown gets before the VM is forced off', int, 60_000)
+  .option('--migration-bandwidth <bytes/s>', 'live migration: QEMU max-bandwidth per migration (default 1 GiB/s)', int)
+  .option('--migration-timeout-ms <ms>', 'live migration: abandoned after this long, the VM running on at its source (default 10 min)', int)
+  .option('--drain-concurrency <n>', 'drainHost: live migrations a drain runs at once', int, 2);
 
 function controllerArgs(o: Record<string, any>, data: string) {
   return {
     db: o.db ?? `sqlite:${join(data, 'kumo.db')}`, dataDir: data, host: o.listen, port: o.port, name: o.name,
     overcommit: { vcpu: o.overcommitVcpu, memory: o.overcommitMemory }, vmTypesFile: o.vmTypes, gracefulStopMs: o.gracefulStopMs,
+    migration: {
+      ...(o.migrationBandwidth !== undefined ? { maxBandwidthBytes: o.migrationBandwidth } : {}),
+      ...(o.migrationTimeoutMs !== undefined ? { completionTimeoutMs: o.migrationTimeoutMs } : {}),
+    },
+    drainConcurrency: o.drainConcurrency,
   };
 }
 

@@ -1,3 +1,5 @@
+import type { MigrationSupport } from './migration.js';
+
 /**
  * What a hypervisor driver offers the agent. `qemu/` (compute issue) and `sim/` implement the
  * same interface, as Nova's virt drivers do; every operation is idempotent because the controller
@@ -41,6 +43,8 @@ export interface StopOptions { force: boolean; timeoutMs: number }
 
 export interface ComputeDriver {
   readonly name: string;
+  /** Live migration (compute/migration.ts); absent where the driver cannot migrate. */
+  readonly migration?: MigrationSupport;
   /** How guests are accelerated ("kvm", "tcg", "sim"), shown in the host's info. */
   readonly accel: string;
   /** Returns once the VM runs; a VM that already runs is left alone. */

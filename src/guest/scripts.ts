@@ -6,6 +6,9 @@
  *   processes stopped, / remounted read-only, power off;
  * - `kumo.counter=1` (and `kumo.counter_ms=N`, default 1000) starts kumo-counter, which appends
  *   1, 2, 3… to /var/lib/kumo/counter, fsyncs, and prints `KUMO-COUNTER n=<n>` on ttyS0;
+ * - `kumo.dirty_mib=N` (and `kumo.dirty_ms=M`, pause between sweeps, default 0) keeps rewriting
+ *   N MiB of RAM with changing non-zero data (a guest that dirties memory, for live migration) and
+ *   prints `KUMO-DIRTY mib=<N>` on ttyS0 once it runs;
  * - executables in /etc/kumo/boot.d/ run, in name order, before the marker (metadata goes there).
  * Written as template literals: every shell `\${` is escaped.
  */
@@ -34,6 +37,31 @@ kumo_vm_id() {
 # kumo_say LINE: one line on the serial console (ttyS0), or on /dev/console without one.
 kumo_say() {
 	{ echo "$*" > /dev/ttyS0; } 2>/dev/null || echo "$*" > /dev/console
+}
+
+# kumo_dirty MIB [PAUSE_MS]: rewrites MIB MiB of a file on its own tmpfs forever. Each sweep writes
+# one random MiB repeated, shifted by another offset every time, so every page's content changes:
+# QEMU's page sampling sees the change (not only the write) and no page is a zero page.
+kumo_dirty() {
+	mib=$1
+	ms=\${2:-0}
+	d=/run/kumo-dirty
+	case "$mib$ms" in '' | *[!0-9]*) kumo_say "kumo: bad kumo.dirty_mib/kumo.dirty_ms"; return 2 ;; esac
+	mkdir -p $d && mount -t tmpfs -o size=$((mib + 2))m kumo-dirty $d || return 1
+	head -c 1048576 /dev/urandom > $d/seed || return 1
+	seeds=
+	i=1
+	while [ $i -lt "$mib" ]; do seeds="$seeds $d/seed"; i=$((i + 1)); done
+	: > $d/data
+	k=0
+	while :; do
+		k=$((k + 1))
+		o=$((k * 65537 % 1048576 + 1))
+		# exactly MIB MiB, written in place: the seed from byte o, whole seeds, the seed up to byte o
+		{ tail -c +$o $d/seed; cat $seeds /dev/null; head -c $((o - 1)) $d/seed; } 1<> $d/data
+		[ $k = 1 ] && kumo_say "KUMO-DIRTY mib=$mib"
+		[ "$ms" -gt 0 ] && usleep $((ms * 1000))
+	done
 }
 `;
 
@@ -83,6 +111,11 @@ if [ "$(kumo_param kumo.counter)" = 1 ]; then
 	setsid sh -c 'echo $$ > /run/kumo-counter.pid; exec /usr/bin/kumo-counter "$1"' kumo-counter "$ms" \\
 		< /dev/null > /dev/ttyS0 2>&1 &
 fi
+if mib=$(kumo_param kumo.dirty_mib); then
+	ms=$(kumo_param kumo.dirty_ms) || ms=0
+	setsid sh -c 'echo $$ > /run/kumo-dirty.pid; . /etc/kumo/functions; kumo_dirty "$1" "$2"' kumo-dirty "$mib" "$ms" \\
+		< /dev/null > /dev/ttyS0 2>&1 &
+fi
 exit 0
 `;
 
@@ -91,7 +124,7 @@ export const RC_SHUTDOWN = `#!/bin/sh
 # syncs and powers off).
 . /etc/kumo/functions
 kumo_say "KUMO-SHUTDOWN vm=$(cat /run/kumo-vm-id 2>/dev/null)"
-for p in /run/kumo-counter.pid /run/acpid.pid; do
+for p in /run/kumo-counter.pid /run/kumo-dirty.pid /run/acpid.pid; do
 	[ -r "$p" ] && kill "$(cat "$p")" 2>/dev/null
 done
 sync

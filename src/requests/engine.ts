@@ -15,6 +15,11 @@ export interface RequestContext {
   saveCheckpoint(c: Record<string, unknown>): Promise<void>;
   /** Aborted when this controller lost the lease: another one now owns the request. */
   signal: AbortSignal;
+  /**
+   * Aborted when cancelRequest asked this request to roll back (any controller may have been asked).
+   * A handler that rolled back throws RequestCancelled; the request then ends `cancelled`.
+   */
+  cancelled: AbortSignal;
   log: Logger;
 }
 
@@ -30,6 +35,11 @@ export interface EngineOptions {
 
 class LeaseLost extends Error {}
 
+/** Thrown by a handler that rolled back on cancelRequest: the request ends `cancelled`, not `failed`. */
+export class RequestCancelled extends Error {
+  constructor(message: string) { super(message); this.name = 'RequestCancelled'; }
+}
+
 /**
  * Runs async requests from the store. A claim takes the request and its resource's lock row in
  * one transaction (the lock's primary key makes it exclusive even across controllers on one
@@ -39,6 +49,7 @@ class LeaseLost extends Error {}
 export class RequestEngine {
   private readonly o: Required<EngineOptions>;
   private readonly running = new Map<string, AbortController>();
+  private readonly cancels = new Map<string, AbortController>();
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
   private again = false;
@@ -72,7 +83,7 @@ export class RequestEngine {
     this.ticking = (async () => {
       do {
         this.again = false;
-        try { await this.reapExpired(); await this.claimQueued(); } catch (e) {
+        try { await this.reapExpired(); await this.claimQueued(); await this.noticeCancels(); } catch (e) {
           if (!this.stopped) this.log.error({ err: (e as Error).message }, 'request engine tick failed');
         }
       } while (this.again && !this.stopped);
@@ -111,6 +122,17 @@ export class RequestEngine {
     }).catch((e) => { if (e instanceof Rollback) return false; throw e; });
   }
 
+  /** Passes cancelRequest's flag to the handlers running here (the flag may come from any controller). */
+  private async noticeCancels(): Promise<void> {
+    if (this.cancels.size === 0) return;
+    const asked = await this.db.k.selectFrom('requests').select('id').where('status', '=', 'running')
+      .where('owner', '=', this.o.owner).where('cancel_requested', '=', 1).execute();
+    for (const r of asked) {
+      const c = this.cancels.get(r.id);
+      if (c && !c.signal.aborted) { this.log.info({ requestId: r.id }, 'cancel requested; rolling back'); c.abort(); }
+    }
+  }
+
   private async reapExpired(): Promise<void> {
     const expired = await this.db.k.selectFrom('requests').selectAll()
       .where('status', '=', 'running').where('lease_expires', '<', now()).execute();
@@ -141,7 +163,9 @@ export class RequestEngine {
 
   private run(r: Request, resumed: boolean): void {
     const abort = new AbortController();
+    const cancel = new AbortController();
     this.running.set(r.id, abort);
+    this.cancels.set(r.id, cancel);
     const log = this.log.child({ requestId: r.id, method: r.method, resourceId: r.resource_id });
     const renew = setInterval(() => {
       // A stopped engine lets its leases lapse so that another controller (or its own restart)
@@ -153,7 +177,7 @@ export class RequestEngine {
     }, Math.max(200, this.o.leaseMs / 3));
     const handler = this.handlers[r.method];
     const ctx: RequestContext = {
-      req: r, params: JSON.parse(r.params), resumed, checkpoint: JSON.parse(r.checkpoint), signal: abort.signal, log,
+      req: r, params: JSON.parse(r.params), resumed, checkpoint: JSON.parse(r.checkpoint), signal: abort.signal, cancelled: cancel.signal, log,
       progress: async (percent, message) => {
         await this.ownedUpdate(r, { progress: Math.max(0, Math.min(100, Math.round(percent))), message });
         await this.events.publish(this.db.k, r.tenant_id, 'request.progress', r.resource_id, { requestId: r.id, status: 'running', progress: percent, message });
@@ -165,7 +189,7 @@ export class RequestEngine {
     void work.then((result) => ({ result }), (error: Error) => ({ error }))
       .then((outcome) => abort.signal.aborted ? undefined : this.finish(r, outcome))
       .catch((e) => log.error({ err: (e as Error).message }, 'could not record the end of a request'))
-      .finally(() => { clearInterval(renew); this.running.delete(r.id); this.wake(); });
+      .finally(() => { clearInterval(renew); this.running.delete(r.id); this.cancels.delete(r.id); this.wake(); });
   }
 
   private async renew(r: Request): Promise<void> {
@@ -179,14 +203,15 @@ export class RequestEngine {
   }
 
   private async finish(r: Request, outcome: { result?: unknown; error?: Error }): Promise<void> {
-    const err = outcome.error;
+    const cancelled = outcome.error instanceof RequestCancelled;
+    const err = cancelled ? undefined : outcome.error;
     const code = err instanceof KumoError ? err.code : err ? Fault.INTERNAL : null;
     if (err && !(err instanceof KumoError)) this.log.error({ requestId: r.id, err: err.message, stack: err.stack }, 'request failed unexpectedly');
-    const status = err ? 'failed' : 'succeeded';
+    const status = cancelled ? 'cancelled' : err ? 'failed' : 'succeeded';
     await this.db.k.transaction().execute(async (trx) => {
       const res = await trx.updateTable('requests').set({
-        status, progress: err ? undefined : 100, finished_at: now(), lease_expires: null,
-        message: err ? err.message : 'done', result: err ? '' : JSON.stringify(outcome.result ?? true),
+        status, progress: err || cancelled ? undefined : 100, finished_at: now(), lease_expires: null,
+        message: err ? err.message : cancelled ? outcome.error!.message : 'done', result: err || cancelled ? '' : JSON.stringify(outcome.result ?? true),
         error_code: code, error_message: err ? (err instanceof KumoError ? err.message : `${err.message} (log reference ${r.id})`) : '',
       }).where('id', '=', r.id).where('owner', '=', this.o.owner).where('status', '=', 'running').executeTakeFirst();
       if (Number(res.numUpdatedRows) !== 1) return;

@@ -42,7 +42,8 @@ function checkBlocks(blocks: unknown, what = 'blocks'): asserts blocks is number
  * committed when the call returns (frontends acknowledge writes on that).
  *
  * The lease: one holder at a time; open() by the same holder or after expiry takes it with the
- * next epoch, fencing every older session; all other calls must name the current holder and epoch —
+ * next epoch, fencing every older session; handover() passes it to a named holder the same way
+ * (live migration); all other calls must name the current holder and epoch —
  * even after expiry, as long as nobody took the lease over — or fail with LeaseLost. A released
  * lease keeps its row (holder '') so epochs never start over.
  */
@@ -125,6 +126,23 @@ export class BlockMaps {
     await this.tx(volumeId, async (trx) => {
       await this.held(trx, volumeId, holder, epoch);
       await trx.updateTable('volume_leases').set({ holder: '', expires_at: new Date(this.clock()).toISOString() }).where('volume_id', '=', volumeId).execute();
+    });
+  }
+
+  /**
+   * Live migration's switch-over: the lease goes to `toHolder` with the next epoch and a fresh
+   * expiry, so every call of this epoch fails with LeaseLost and no third holder can open before
+   * `toHolder` does. Sent again after it committed (its answer lost), it succeeds without a change.
+   */
+  async handover(volumeId: string, holder: string, epoch: number, toHolder: string): Promise<void> {
+    checkHolder(holder);
+    checkHolder(toHolder);
+    if (toHolder === holder) throw invalidParams('the lease is handed over to another holder');
+    await this.tx(volumeId, async (trx) => {
+      const l = await this.lease(trx, volumeId);
+      if (l && l.holder === toHolder && Number(l.epoch) === epoch + 1) return;
+      await this.held(trx, volumeId, holder, epoch);
+      await trx.updateTable('volume_leases').set({ holder: toHolder, epoch: epoch + 1, expires_at: this.expiry() }).where('volume_id', '=', volumeId).execute();
     });
   }
 
@@ -244,6 +262,13 @@ export class BlockMaps {
     if (last.length) {
       throw invalidState(`${nodeId} holds the only in-sync copy of ${last.length} block${last.length === 1 ? '' : 's'} of ${volumeId}; wait until the other locations are in sync`);
     }
+  }
+
+  /** The epoch of the lease `holder` has (live, or lapsed with nobody after it); null when it has none. */
+  async heldEpoch(volumeId: string, holder: string): Promise<number | null> {
+    checkHolder(holder);
+    const l = await this.lease(this.db.k, volumeId);
+    return l && l.holder === holder ? Number(l.epoch) : null;
   }
 
   /** The volume's lease, live or lapsed; null when never taken or released. */

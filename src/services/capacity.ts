@@ -3,12 +3,17 @@ import type { Arch, HostCapacity, Snapshot } from '../scheduler/index.js';
 
 /** The scheduler's view of the hosts: physical capacity and what placed VMs hold, in two queries. */
 export async function capacitySnapshot(q: Q): Promise<Snapshot> {
-  const [hosts, used] = await Promise.all([
+  const [hosts, placed, arriving] = await Promise.all([
     q.selectFrom('hosts').selectAll().execute(),
     q.selectFrom('vms').where('host_id', 'is not', null)
       .select((eb) => ['host_id', 'resource_type', eb.fn.sum<number>('vcpus').as('c'), eb.fn.sum<number>('memory_mib').as('m')])
       .groupBy(['host_id', 'resource_type']).execute(),
+    // A VM being live-migrated runs on both hosts until the switch-over.
+    q.selectFrom('vms').where('migration_host_id', 'is not', null)
+      .select((eb) => [eb.ref('migration_host_id').as('host_id'), 'resource_type', eb.fn.sum<number>('vcpus').as('c'), eb.fn.sum<number>('memory_mib').as('m')])
+      .groupBy(['migration_host_id', 'resource_type']).execute(),
   ]);
+  const used = [...placed, ...arriving];
   const byHost = new Map<string, HostCapacity>();
   for (const h of hosts) {
     byHost.set(h.id, {

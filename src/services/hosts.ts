@@ -1,11 +1,12 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { Fault, KumoError, invalidParams, notAvailableYet, notFound } from '../core/errors.js';
+import { Fault, KumoError, invalidParams, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { Db, Q } from '../state/db.js';
 import { bool, now } from '../state/db.js';
 import type { HostRow } from '../state/schema.js';
 import type { Events } from './events.js';
-import { requireAdmin, type Principal } from './principal.js';
+import { requireAdmin, SYSTEM, type Principal } from './principal.js';
+import { activeOn, type Requests } from './requests.js';
 import { checkName, checkRange } from './validate.js';
 import type { Zones } from './zones.js';
 
@@ -83,10 +84,21 @@ export class Hosts {
     return true;
   }
 
-  async drain(p: Principal, hostId: string): Promise<string> {
+  /**
+   * drainHost: the host goes into maintenance at once (no new placements), then a request live-
+   * migrates its VMs away (requests/handlers/drain.ts) and lists those that cannot move.
+   */
+  async drain(p: Principal, hostId: string, requests: Requests): Promise<string> {
     requireAdmin(p);
-    await this.row(this.db.k, hostId);
-    throw notAvailableYet('drainHost live-migrates VMs, which arrives with the live-migration issue; setHostMaintenance stops new placements now');
+    return this.db.k.transaction().execute(async (trx) => {
+      await this.db.lock(trx, `host:${hostId}`);
+      await this.row(trx, hostId);
+      const active = await activeOn(trx, hostId);
+      if (active.length) throw new KumoError(Fault.CONFLICT, `${hostId} has ${active[0].method} ${active[0].id} ${active[0].status}`);
+      await trx.updateTable('hosts').set({ maintenance: 1 }).where('id', '=', hostId).execute();
+      await this.events.publish(trx, null, 'host.maintenance', hostId, { maintenance: true });
+      return requests.submit(trx, SYSTEM.tenantId, 'drainHost', hostId, {});
+    });
   }
 
   /** The join token lets a new agent register; it lives in the store so every controller agrees. */

@@ -22,4 +22,5 @@ export class LocalMapSource implements MapSource {
   addLocation(volumeId: string, epoch: number, nodeId: string): Promise<NodeAddress> { return this.maps.addLocation(volumeId, this.holder, epoch, nodeId); }
   removeLocation(volumeId: string, epoch: number, nodeId: string): Promise<void> { return this.maps.removeLocation(volumeId, this.holder, epoch, nodeId); }
   release(volumeId: string, epoch: number): Promise<void> { return this.maps.release(volumeId, this.holder, epoch); }
+  handover(volumeId: string, epoch: number, toHolder: string): Promise<void> { return this.maps.handover(volumeId, this.holder, epoch, toHolder); }
 }

@@ -9,6 +9,8 @@ import { checkRange } from './validate.js';
 
 export const ACTIVE = ['queued', 'running'] as const;
 export const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
+/** Methods whose running requests roll back on cancelRequest (their handlers watch ctx.cancelled). */
+const ROLLS_BACK = new Set(['migrateVm', 'drainHost']);
 
 export interface RequestInfo {
   requestId: string; method: string; resourceId: string;
@@ -101,7 +103,13 @@ export class Requests {
       }
       return this.cancel(p, requestId);
     }
-    if (r.status === 'running') throw new KumoError(Fault.CONFLICT, `${requestId} (${r.method}) is running and ${r.method} cannot be rolled back`);
+    if (r.status === 'running') {
+      if (!ROLLS_BACK.has(r.method)) throw new KumoError(Fault.CONFLICT, `${requestId} (${r.method}) is running and ${r.method} cannot be rolled back`);
+      const res = await this.db.k.updateTable('requests').set({ cancel_requested: 1, message: `cancelling (asked by ${p.userName})` })
+        .where('id', '=', requestId).where('status', '=', 'running').executeTakeFirst();
+      if (Number(res.numUpdatedRows) === 1) return true;
+      return this.cancel(p, requestId);
+    }
     throw new KumoError(Fault.INVALID_STATE, `${requestId} has already ended (${r.status})`);
   }
 }

@@ -1,4 +1,4 @@
-import { Fault, KumoError, invalidParams, invalidState, notAvailableYet, notFound } from '../core/errors.js';
+import { Fault, KumoError, invalidParams, invalidState, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { Db, Q, Tx } from '../state/db.js';
 import { Precompiled, now } from '../state/db.js';
@@ -247,15 +247,29 @@ export class Vms {
     });
   }
 
-  async migrate(p: Principal, vmId: string, target: { host?: string; zone?: string }): Promise<string> {
-    const vm = await this.row(this.db.k, p, vmId);
+  /**
+   * migrateVm: queues a live migration (requests/handlers/migrate.ts). The destination is checked
+   * here for what the caller can fix (no such host or zone, the VM's own host); capacity and the
+   * pre-copy prediction are the request's to judge, with the numbers in its error.
+   */
+  async migrate(p: Principal, vmId: string, target: { host?: string; zone?: string; followStorage?: boolean }): Promise<string> {
     if (target.host !== undefined && !p.admin) throw new KumoError(Fault.AUTHORIZATION, 'choosing the destination host is for administrators');
     if (target.host !== undefined) {
       const h = await this.db.k.selectFrom('hosts').select('id').where('id', '=', target.host).executeTakeFirst();
       if (!h) throw notFound('host', target.host);
     }
-    if (target.zone !== undefined) await this.zones.resolve(this.db.k, target.zone);
-    if (vm.status !== 'running') throw invalidState(`migrateVm needs ${vmId} running; it is ${vm.status}`);
-    throw notAvailableYet('live migration arrives with the live-migration issue');
+    const zone = target.zone === undefined ? undefined : (await this.zones.resolve(this.db.k, target.zone)).id;
+    return this.db.k.transaction().execute(async (trx) => {
+      await this.db.lock(trx, `vm:${vmId}`);
+      const vm = await this.row(trx, p, vmId);
+      if (vm.status !== 'running' || !vm.host_id) throw invalidState(`migrateVm needs ${vmId} running; it is ${vm.status}`);
+      if (target.host === vm.host_id) throw invalidState(`${vmId} already runs on ${target.host}`);
+      const active = await activeOn(trx, vm.id);
+      if (active.length) throw new KumoError(Fault.CONFLICT, `${vm.id} has ${active[0].method} ${active[0].id} ${active[0].status}`);
+      return this.requests.submit(trx, vm.tenant_id, 'migrateVm', vmId, {
+        ...(target.host !== undefined ? { host: target.host } : {}), ...(zone !== undefined ? { zone } : {}),
+        followStorage: target.followStorage === true,
+      });
+    });
   }
 }

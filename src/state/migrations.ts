@@ -279,5 +279,14 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex('zones_one_gateway_zone').on('zones').column('gateway_zone').unique().where('gateway_zone', '=', 1).execute();
       },
     },
+    '0006_migration': {
+      // Live migration (DESIGN.md §8, issue 6): while a VM moves, it holds capacity on its destination
+      // too (migration_host_id), and a running request can be asked to roll back (cancel_requested),
+      // which any controller sees, not only the one running it.
+      async up(db: Kysely<any>) {
+        await db.schema.alterTable('vms').addColumn('migration_host_id', 'text', (c) => c.references('hosts.id')).execute();
+        await db.schema.alterTable('requests').addColumn('cancel_requested', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      },
+    },
   };
 }

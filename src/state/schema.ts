@@ -51,6 +51,8 @@ export interface VmRow {
   status: string; power: string; zone_id: string | null; host_id: string | null;
   /** The host the VM ran on last; kept after it stops, for its console output. */
   last_host_id?: string | null;
+  /** The destination while a live migration runs: the VM holds capacity there too. */
+  migration_host_id?: string | null;
   created_at: string; updated_at: string;
 }
 
@@ -130,6 +132,8 @@ export interface RequestRow {
   progress: number; message: string; result: string;
   error_code: number | null; error_message: string;
   owner: string | null; lease_expires: string | null; attempts: number; checkpoint: string;
+  /** 1 once cancelRequest asked a running request to roll back; its runner polls it. */
+  cancel_requested: Defaulted<number>;
   created_at: string; started_at: string | null; finished_at: string | null;
 }
 

@@ -20,6 +20,8 @@ export const STORAGE_PATHS = {
   addLocation: (volumeId: string) => `/v1/frontend/volumes/${volumeId}/add-location`,
   removeLocation: (volumeId: string) => `/v1/frontend/volumes/${volumeId}/remove-location`,
   release: (volumeId: string) => `/v1/frontend/volumes/${volumeId}/release`,
+  handover: (volumeId: string) => `/v1/frontend/volumes/${volumeId}/handover`,
+  lease: (volumeId: string) => `/v1/frontend/volumes/${volumeId}/lease`,
 } as const;
 
 export interface StorageRegisterBody {
@@ -41,7 +43,11 @@ export interface AllocateBody extends FrontendBody { blocks: number[] }
 export interface UpdateBody extends FrontendBody { changes: ReplicaChange[] }
 export interface DiscardBody extends FrontendBody { blocks: number[] }
 export interface LocationBody extends FrontendBody { nodeId: string }
+/** Sent by the current holder's agent; `toHolder` is the destination's host id. */
+export interface HandoverBody extends FrontendBody { toHolder: string }
 
 export type OpenReply = VolumeMap;
 export type AllocateReply = { blocks: BlockEntry[] };
 export type AddLocationReply = NodeAddress;
+/** The epoch of the lease the asking holder has; null when it has none. */
+export type LeaseReply = { epoch: number | null };

@@ -148,6 +148,15 @@ describe('QEMU command line', () => {
     assert.deepEqual(values(none, '-blockdev'), []);
   });
 
+  it('starts a migration destination waiting and paused, on the tap names asked for', () => {
+    const argv = buildArgv(base(), paths, 'tcg', { incoming: true, tapVariant: 1 });
+    assert.equal(one(argv, '-incoming'), 'defer');
+    assert.ok(argv.includes('-S'));
+    assert.deepEqual(values(argv, '-netdev').map((n) => /ifname=(\w+)/.exec(n)![1]), ['ku0123456789ab0', 'ku0123456789ab1']);
+    const plain = buildArgv(base(), paths, 'tcg');
+    assert.ok(!plain.includes('-incoming') && !plain.includes('-S'));
+  });
+
   it('escapes commas in paths', () => {
     assert.equal(escapeOpt('/a,b/c'), '/a,,b/c');
     const argv = buildArgv(base({ disks: [{ slot: 0, volumeId: 'v', sizeGiB: 1, source: { kind: 'file', path: '/x,y.raw' } }] }), vmPaths('/r,d', 'vm-0123456789ab'), 'tcg');
@@ -184,6 +193,13 @@ describe('tap names', () => {
     }
     assert.equal(seen.size, 4 * 36);
     assert.throws(() => tapName('vm-0123456789ab', 36), RangeError);
+  });
+
+  it('have a second variant for a migration destination on the same kernel', () => {
+    assert.equal(tapName('vm-0123456789ab', 0, 0), tapName('vm-0123456789ab', 0));
+    assert.equal(tapName('vm-0123456789ab', 15, 1), 'ku0123456789abf');
+    assert.equal(tapName('some-test-vm', 35, 1).length, MAX_IFNAME);
+    assert.throws(() => tapName('vm-0123456789ab', 0, 2 as 0), RangeError);
   });
 });
 

@@ -8,16 +8,22 @@
  * under the same zone and host name as the seed's sim agent (`kumo up` uses the machine's host
  * name), so it takes over that host row and no stale sim host is left for the scheduler.
  *
+ * More agents can join (startAgent({name, zone})): each is another host — its own --host, --data
+ * and --listen port — on this machine, in the same zone or another, for migration and drain tests.
+ * Their volumes come from the storage nodes over TCP like the main agent's.
+ *
  * Every process started here is stopped by its pid: the kumo processes through KumoProc, the seed's
- * agent child by the pid /proc lists for it, and the QEMUs by the pids in the agent's run
+ * agent child by the pid /proc lists for it, and the QEMUs by the pids in the agents' run
  * directories (`<agent data>/vms/<vmId>/qemu.pid`, checked against /proc/PID/cmdline).
  */
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { findQemu, isQemuFor, procCmdline, waitGone } from '../../src/compute/qemu/process.js';
+import { tapName } from '../../src/compute/qemu/taps.js';
 import { freePort, KumoProc, waitFor } from '../api/support.js';
 import { Cloud, rest, type Creds } from '../helpers/cloud.js';
 import { Images } from '../../src/services/images.js';
@@ -28,6 +34,8 @@ export const BOOT_MS = 240_000; // a TCG boot on two loaded cores can take minut
 export const TINY_IMAGE = 'tiny-linux';
 /** A VM type the e2e controller adds: a 1 GiB system disk, so whole-volume copies stay short. */
 export const SMALL_DISK_TYPE = 'be.1g';
+/** 128 MiB of RAM and a 1 GiB disk: the least a migration has to copy. */
+export const TINY_TYPE = 'be.128m';
 
 export interface RequestInfo {
   requestId: string; method: string; resourceId: string; status: string; progress: number; message: string; result: unknown;
@@ -51,54 +59,180 @@ function childPids(pid: number): number[] {
   }
 }
 
+export interface VmInfo {
+  vmId: string; name: string; type: string; status: string; power: string; zone: string; host: string; memoryMiB: number;
+  disks: { slot: number; volumeId: string; sizeGiB: number }[]; nics: { slot: number; networkId: string; mac: string; ipAddresses: string[] }[];
+}
+
+export interface AgentOptions {
+  /** Host name, unique in its zone; it also names the agent's data dir (DATA/agent-<name>) and log. */
+  name: string;
+  zone?: string;
+  /** A storage node `<name>-storage` inside the agent (`--storage-data`): a hyperconverged host. */
+  storage?: boolean;
+  vcpus?: number;
+  memoryMiB?: number;
+  /** More `kumo agent` flags, appended as given. */
+  args?: string[];
+}
+
+/**
+ * One `kumo agent --driver qemu`, i.e. one host. Every start uses the same --data, --host, --zone and
+ * --listen, so a restarted agent is the same host and finds its QEMUs again.
+ */
+export class QemuAgent {
+  proc: KumoProc | null = null;
+  hostId = '';
+  private starts = 0;
+
+  constructor(private readonly c: QemuCloud, readonly name: string, readonly zone: string, readonly data: string, readonly logFile: string,
+    readonly port: number, readonly storageNode: string | null, private readonly args: string[]) {}
+
+  get runDir(): string { return join(this.data, 'vms'); }
+  get running(): boolean { return this.proc?.running ?? false; }
+
+  /** Starts the agent and waits until its host is up, registered by this run. */
+  async start(): Promise<this> {
+    if (this.running) throw new Error(`agent ${this.name} already runs`);
+    const previous = await this.host().catch(() => null);
+    this.starts++;
+    this.proc = new KumoProc(`agent ${this.name}#${this.starts}`, ['agent', '--driver', 'qemu', '--controller', this.c.url, '--zone', this.zone, '--host', this.name,
+      '--listen', `127.0.0.1:${this.port}`, '--data', this.data, '--join-token-file', join(this.c.data, 'join-token'), '--log', this.logFile,
+      ...(this.storageNode ? ['--storage-data', this.c.storageDir(this.storageNode), '--storage-name', this.storageNode, '--storage-listen', '127.0.0.1:0'] : []),
+      ...this.args]);
+    await this.proc.waitForOutput(/(serving at)/, 60_000);
+    // Registration happens before "serving at" is printed; the main host's row named the seed's sim driver until now.
+    const h = await waitFor(`host ${this.name} (${this.zone}) to be up`, async () => {
+      const x = await this.host().catch(() => null);
+      return x && x.driver === 'qemu' && x.status === 'up' && (!previous || x.lastSeen !== previous.lastSeen) ? x : null;
+    }, 30_000, 200);
+    this.hostId = h.hostId;
+    return this;
+  }
+
+  /** SIGTERM (orderly; it lets go of its QEMUs, which run on) or SIGKILL (a crash). */
+  async stop(sig: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
+    const p = this.proc;
+    if (!p) return;
+    if (sig === 'SIGKILL') await p.kill9();
+    else await p.stop();
+    this.proc = null;
+  }
+
+  async host(): Promise<HostInfo> {
+    const r = await this.c.rest('admin', 'GET', '/hosts');
+    if (r.status !== 200) throw new Error(`GET /hosts: ${r.status} ${JSON.stringify(r.body)}`);
+    const h = (r.body as HostInfo[]).find((x) => x.name === this.name && x.zone === this.zone);
+    if (!h) throw new Error(`no host ${this.name} in ${this.zone}`);
+    return h;
+  }
+
+  vmDir(vmId: string): string { return join(this.runDir, vmId); }
+
+  /** The pid of the VM's QEMU on this host, from its run directory, or null when none runs here. */
+  qemuPid(vmId: string): number | null { return findQemu(join(this.vmDir(vmId), 'qemu.pid')); }
+
+  /** console.log as QEMU writes it into the run directory (kept after the VM stops). */
+  consoleLog(vmId: string): string {
+    try { return readFileSync(join(this.vmDir(vmId), 'console.log'), 'utf8'); } catch { return ''; }
+  }
+
+  /** The agent's JSON log lines (every run of it appends to the same file). */
+  logLines(): Record<string, unknown>[] {
+    if (!existsSync(this.logFile)) return [];
+    return readFileSync(this.logFile, 'utf8').split('\n').filter(Boolean).flatMap((l) => {
+      try { return [JSON.parse(l) as Record<string, unknown>]; } catch { return []; }
+    });
+  }
+}
+
 export class QemuCloud {
   readonly data: string;
-  readonly agentData: string;
-  readonly runDir: string;
   readonly host = hostname();
   readonly zone = 'zone-1';
   /** Not started: it only reads credentials.json (rewritten with the URL by each controller start) for `rest()`. */
   readonly cloud: Cloud;
   controller: KumoProc | null = null;
-  agent: KumoProc | null = null;
+  /** Every agent by host name; the main one (the seed's host name, DATA/qemu-agent) is created by start(). */
+  readonly agents = new Map<string, QemuAgent>();
   /** Storage node processes by name; the first is the seed's (`<host>-storage`, data in DATA/storage), taken over like the host. */
   readonly storage = new Map<string, KumoProc>();
   readonly mainStorage = `${hostname()}-storage`;
   url = '';
   imageId = '';
   readonly variants = new Map<string, string>();
-  private agentPort = 0;
-  private agentStarts = 0;
+  /** The controller's flags beyond the fixed ones, as of its last start. */
+  controllerArgs: string[] = [];
+  // Fixed, so agents and storage nodes keep their --controller URL across controller restarts.
+  private controllerPort = 0;
+  private controllerStarts = 0;
 
   /**
    * `hyperconverged`: the main storage node (`<host>-storage`, DATA/storage, as `kumo up` runs it)
-   * runs inside the QEMU agent (`kumo agent --storage-data`) instead of as a process of its own.
+   * runs inside the main QEMU agent (`kumo agent --storage-data`) instead of as a process of its own.
    */
   constructor(prefix = 'kumo-e2e-', readonly hyperconverged = false) {
     this.data = mkdtempSync(join(tmpdir(), prefix));
-    this.agentData = join(this.data, 'qemu-agent');
-    this.runDir = join(this.agentData, 'vms');
     this.cloud = new Cloud(this.data, []);
   }
 
   get creds(): Creds { return this.cloud.creds; }
+  /** The main agent (the one the single-host tests use); throws before start(). */
+  get main(): QemuAgent {
+    const a = this.agents.get(this.host);
+    if (!a) throw new Error('the cloud is not started');
+    return a;
+  }
+  get agent(): KumoProc | null { return this.agents.get(this.host)?.proc ?? null; }
+  get agentData(): string { return join(this.data, 'qemu-agent'); }
+  get runDir(): string { return join(this.agentData, 'vms'); }
   get agentLog(): string { return join(this.data, 'logs', 'qemu-agent.log'); }
 
   /**
    * `variants`: more kernel-boot images made from tiny-linux's files with words appended to its
    * kernel command line (e.g. `kumo.counter=1`), registered in the store between the seed and the
    * controller start (nothing else has the store open then). Their ids land in `variants`.
+   * `vmTypes`: catalog entries added beside SMALL_DISK_TYPE and TINY_TYPE. `controllerArgs`: more
+   * `kumo controller` flags.
    */
-  async start(o: { variants?: Record<string, string> } = {}): Promise<void> {
+  async start(o: { variants?: Record<string, string>; vmTypes?: object[]; controllerArgs?: string[] } = {}): Promise<void> {
     await this.seed();
     for (const [name, words] of Object.entries(o.variants ?? {})) this.variants.set(name, await this.registerVariant(name, words));
-    writeFileSync(join(this.data, 'vm-types.json'), JSON.stringify([{ type: SMALL_DISK_TYPE, vcpus: 1, memoryMiB: 256, systemDiskGiB: 1, resourceType: 'best-effort' }]));
-    this.controller = new KumoProc('controller', ['controller', '--data', this.data, '--port', '0', '--listen', '127.0.0.1', '--vm-types', join(this.data, 'vm-types.json'),
-      '--log', join(this.data, 'logs', 'controller-e2e.log')]);
-    this.url = await this.controller.waitForOutput(/REST: +(http:\/\/\S+)\/v1/, 60_000);
+    writeFileSync(join(this.data, 'vm-types.json'), JSON.stringify([
+      { type: SMALL_DISK_TYPE, vcpus: 1, memoryMiB: 256, systemDiskGiB: 1, resourceType: 'best-effort' },
+      { type: TINY_TYPE, vcpus: 1, memoryMiB: 128, systemDiskGiB: 1, resourceType: 'best-effort' },
+      ...(o.vmTypes ?? []),
+    ]));
+    this.controllerPort = await freePort();
+    await this.startController(o.controllerArgs ?? []);
     if (!this.hyperconverged) await this.startStorageNode(this.mainStorage);
-    this.agentPort = await freePort();
-    await this.startAgent();
+    const main = new QemuAgent(this, this.host, this.zone, this.agentData, this.agentLog, await freePort(),
+      this.hyperconverged ? this.mainStorage : null, []);
+    this.agents.set(this.host, main);
+    await main.start();
+  }
+
+  /** Starts `kumo controller` on the store (same port every time) with `args` beyond the fixed flags. */
+  async startController(args: string[] = this.controllerArgs): Promise<void> {
+    if (this.controller?.running) throw new Error('the controller already runs');
+    this.controllerArgs = args;
+    this.controllerStarts++;
+    this.controller = new KumoProc(`controller#${this.controllerStarts}`, ['controller', '--data', this.data, '--port', String(this.controllerPort), '--listen', '127.0.0.1',
+      '--vm-types', join(this.data, 'vm-types.json'), '--log', join(this.data, 'logs', 'controller-e2e.log'), ...args]);
+    this.url = await this.controller.waitForOutput(/REST: +(http:\/\/\S+)\/v1/, 60_000);
+  }
+
+  /** Stops the controller (SIGTERM) and starts it again with `args`; agents and nodes keep running and reconnect. */
+  async restartController(args: string[] = this.controllerArgs): Promise<void> {
+    await this.controller?.stop();
+    this.controller = null;
+    await this.startController(args);
+    await waitFor('every running agent\'s host to be up after the controller restart', async () => {
+      const r = await this.rest('admin', 'GET', '/hosts').catch(() => null);
+      if (r?.status !== 200) return null;
+      const hosts = r.body as HostInfo[];
+      return [...this.agents.values()].filter((a) => a.running).every((a) => hosts.some((h) => h.hostId === a.hostId && h.status === 'up')) || null;
+    }, 30_000, 200);
   }
 
   private async registerVariant(name: string, words: string): Promise<string> {
@@ -155,9 +289,7 @@ export class QemuCloud {
 
   /** The VM's system volume id. */
   async systemVolume(vmId: string): Promise<string> {
-    const r = await this.rest('tenant', 'GET', `/vms/${vmId}`);
-    if (r.status !== 200) throw new Error(`GET /vms/${vmId}: ${r.status} ${JSON.stringify(r.body)}`);
-    return (r.body as { disks: { slot: number; volumeId: string }[] }).disks.find((d) => d.slot === 0)!.volumeId;
+    return (await this.vm(vmId)).disks.find((d) => d.slot === 0)!.volumeId;
   }
 
   /** `kumo up --driver sim` builds and registers tiny-linux into the store, then is stopped. */
@@ -179,40 +311,61 @@ export class QemuCloud {
     }
   }
 
-  /** Starts `kumo agent --driver qemu` with the same --data/--host/--zone/--listen every time and waits until its host is up. */
-  async startAgent(): Promise<void> {
-    const previous = await this.hostRow().catch(() => null);
-    this.agentStarts++;
-    this.agent = new KumoProc(`agent#${this.agentStarts}`, ['agent', '--driver', 'qemu', '--controller', this.url, '--zone', this.zone, '--host', this.host,
-      '--listen', `127.0.0.1:${this.agentPort}`, '--data', this.agentData, '--join-token-file', join(this.data, 'join-token'), '--log', this.agentLog,
-      ...(this.hyperconverged ? ['--storage-data', this.storageDir(this.mainStorage), '--storage-name', this.mainStorage, '--storage-listen', '127.0.0.1:0'] : [])]);
-    await this.agent.waitForOutput(/(serving at)/, 60_000);
-    // Registration happens before "serving at" is printed; the host row then names the QEMU driver.
-    await waitFor('the QEMU agent\'s host to be up', async () => {
-      const h = await this.hostRow().catch(() => null);
-      return h && h.driver === 'qemu' && h.status === 'up' && (!previous || h.lastSeen !== previous.lastSeen) ? h : null;
-    }, 30_000, 200);
+  /**
+   * Without options: (re)starts the main agent, as the single-host tests do. With options: starts
+   * the agent of host `name` — created on first use with its own data dir, log and listen port,
+   * the same ones on every later start — and returns it once its host is up.
+   */
+  async startAgent(o?: AgentOptions): Promise<QemuAgent> {
+    if (!o || o.name === this.host) return this.main.start();
+    let a = this.agents.get(o.name);
+    if (!a) {
+      const zone = o.zone ?? this.zone;
+      if ([...this.agents.values()].some((x) => x.name === o.name)) throw new Error(`host ${o.name} exists`);
+      a = new QemuAgent(this, o.name, zone, join(this.data, `agent-${o.name}`), join(this.data, 'logs', `agent-${o.name}.log`), await freePort(),
+        o.storage ? `${o.name}-storage` : null,
+        [...(o.vcpus ? ['--vcpus', String(o.vcpus)] : []), ...(o.memoryMiB ? ['--memory-mib', String(o.memoryMiB)] : []), ...(o.args ?? [])]);
+      this.agents.set(o.name, a);
+    }
+    return a.start();
   }
 
-  /** Stops the agent process alone: SIGTERM (orderly; it lets go of its QEMUs) or SIGKILL (a crash). */
-  async stopAgent(sig: 'SIGTERM' | 'SIGKILL'): Promise<void> {
-    const a = this.agent;
-    if (!a) return;
-    if (sig === 'SIGKILL') await a.kill9();
-    else await a.stop();
-    this.agent = null;
+  /** Stops an agent process alone (the main one by default): SIGTERM (orderly) or SIGKILL (a crash). */
+  async stopAgent(sig: 'SIGTERM' | 'SIGKILL', name = this.host): Promise<void> {
+    await this.agents.get(name)?.stop(sig);
   }
 
-  async hostRow(): Promise<HostInfo> {
+  /** The main host's row. */
+  async hostRow(): Promise<HostInfo> { return this.main.host(); }
+
+  async hosts(): Promise<(HostInfo & { maintenance: boolean; vms: number })[]> {
     const r = await this.rest('admin', 'GET', '/hosts');
     if (r.status !== 200) throw new Error(`GET /hosts: ${r.status} ${JSON.stringify(r.body)}`);
-    const h = (r.body as HostInfo[]).find((x) => x.name === this.host && x.zone === this.zone);
-    if (!h) throw new Error(`no host ${this.host} in ${this.zone}`);
-    return h;
+    return r.body as (HostInfo & { maintenance: boolean; vms: number })[];
+  }
+
+  /** getHostInfo (admin): the row and the VMs placed on the host. */
+  async hostInfo(hostId: string): Promise<HostInfo & { maintenance: boolean; vmList: { vmId: string; status: string }[] }> {
+    const r = await this.rest('admin', 'GET', `/hosts/${hostId}`);
+    if (r.status !== 200) throw new Error(`GET /hosts/${hostId}: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body as HostInfo & { maintenance: boolean; vmList: { vmId: string; status: string }[] };
+  }
+
+  /** The agent of a host id (throws for a host no agent of ours serves). */
+  agentOf(hostId: string): QemuAgent {
+    const a = [...this.agents.values()].find((x) => x.hostId === hostId);
+    if (!a) throw new Error(`no agent of this cloud serves ${hostId}`);
+    return a;
   }
 
   rest(who: 'admin' | 'tenant', method: string, path: string, body?: unknown) {
     return rest(this.cloud, who, method, path, body);
+  }
+
+  async vm(vmId: string): Promise<VmInfo> {
+    const r = await this.rest('tenant', 'GET', `/vms/${vmId}`);
+    if (r.status !== 200) throw new Error(`GET /vms/${vmId}: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body as VmInfo;
   }
 
   /** POSTs an async VM operation and returns its request id (throws on anything but 202). */
@@ -222,12 +375,44 @@ export class QemuCloud {
     return (r.body as { requestId: string }).requestId;
   }
 
+  /** migrateVm: `target` as the API takes it ({} lets the scheduler choose); returns the request id. */
+  async migrate(vmId: string, target: { host?: string; zone?: string; followStorage?: boolean } = {}): Promise<string> {
+    // Naming the destination host is for administrators; a zone or the scheduler's choice is the tenant's.
+    // REST takes an operation's single struct parameter as the whole body.
+    const r = await this.rest(target.host ? 'admin' : 'tenant', 'POST', `/vms/${vmId}/migrate`, target);
+    if (r.status !== 202) throw new Error(`migrate ${vmId} to ${JSON.stringify(target)}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+    return (r.body as { requestId: string }).requestId;
+  }
+
+  /** drainHost (admin); returns the request id. */
+  async drain(hostId: string): Promise<string> {
+    const r = await this.rest('admin', 'POST', `/hosts/${hostId}/drain`);
+    if (r.status !== 202) throw new Error(`drain ${hostId}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+    return (r.body as { requestId: string }).requestId;
+  }
+
+  async setMaintenance(hostId: string, maintenance: boolean): Promise<void> {
+    const r = await this.rest('admin', 'PUT', `/hosts/${hostId}/maintenance`, { maintenance });
+    if (r.status !== 204) throw new Error(`maintenance ${hostId}=${maintenance}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+  }
+
+  async request(requestId: string, who: 'admin' | 'tenant' = 'tenant'): Promise<RequestInfo> {
+    const r = await this.rest(who, 'GET', `/requests/${requestId}`);
+    if (r.status !== 200) throw new Error(`GET /requests/${requestId}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body as RequestInfo;
+  }
+
+  /** cancelRequest; returns the HTTP status with the body (204 and nothing when accepted). */
+  cancel(requestId: string) {
+    return this.rest('tenant', 'POST', `/requests/${requestId}/cancel`);
+  }
+
   /** waitRequest (long-poll) until the request ends. */
-  async wait(requestId: string, timeoutMs = BOOT_MS): Promise<RequestInfo> {
+  async wait(requestId: string, timeoutMs = BOOT_MS, who: 'admin' | 'tenant' = 'tenant'): Promise<RequestInfo> {
     const until = Date.now() + timeoutMs;
     for (;;) {
       const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
-      const r = await this.rest('tenant', 'GET', `/requests/${requestId}/wait?timeoutSeconds=${Math.min(left, 30)}`);
+      const r = await this.rest(who, 'GET', `/requests/${requestId}/wait?timeoutSeconds=${Math.min(left, 30)}`);
       if (r.status !== 200) throw new Error(`waitRequest ${requestId}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
       const info = r.body as RequestInfo;
       if (!['queued', 'running'].includes(info.status)) return info;
@@ -284,55 +469,80 @@ export class QemuCloud {
   }
 
   /** Waits until the guest's counter passes `n`: its disk writes are acknowledged again and again. */
-  counterPast(vmId: string, n: number): Promise<number> {
+  counterPast(vmId: string, n: number, timeoutMs = BOOT_MS): Promise<number> {
     return waitFor(`${vmId}'s counter to pass ${n}`, async () => {
       const c = await this.counter(vmId);
       return c > n ? c : null;
-    }, BOOT_MS, 300);
+    }, timeoutMs, 300);
   }
 
-  vmDir(vmId: string): string { return join(this.runDir, vmId); }
+  vmDir(vmId: string): string { return this.main.vmDir(vmId); }
 
-  /** The pid of the VM's QEMU from its run directory, or null when none runs. */
-  qemuPid(vmId: string): number | null { return findQemu(join(this.vmDir(vmId), 'qemu.pid')); }
+  /** The pid of the VM's QEMU on the main host, or null when none runs there. */
+  qemuPid(vmId: string): number | null { return this.main.qemuPid(vmId); }
 
-  /** console.log as QEMU writes it into the run directory (kept after the VM stops). */
-  consoleLog(vmId: string): string {
-    try { return readFileSync(join(this.vmDir(vmId), 'console.log'), 'utf8'); } catch { return ''; }
+  consoleLog(vmId: string): string { return this.main.consoleLog(vmId); }
+
+  agentLogLines(): Record<string, unknown>[] { return this.main.logLines(); }
+
+  /**
+   * Every QEMU any agent of this cloud started: by pidfile, and by a scan of /proc for a -pidfile
+   * under our data dir (belt and braces: an incoming QEMU may sit elsewhere in a run dir).
+   */
+  qemuPids(): { vmId: string; pid: number; agent: string }[] {
+    return this.qemus().map(({ vmId, pid, agent }) => ({ vmId, pid, agent }));
   }
 
-  /** The agent's JSON log lines (all agent runs append to the same file). */
-  agentLogLines(): Record<string, unknown>[] {
-    if (!existsSync(this.agentLog)) return [];
-    return readFileSync(this.agentLog, 'utf8').split('\n').filter(Boolean).flatMap((l) => {
-      try { return [JSON.parse(l) as Record<string, unknown>]; } catch { return []; }
-    });
-  }
-
-  /** Every QEMU this cloud's agent started: by pidfile, and by a scan of /proc for our run dir (belt and braces). */
-  qemuPids(): { vmId: string; pid: number }[] {
-    const out = new Map<number, string>();
-    for (const vmId of existsSync(this.runDir) ? readdirSync(this.runDir) : []) {
-      const pid = this.qemuPid(vmId);
-      if (pid !== null) out.set(pid, vmId);
+  private qemus(): { vmId: string; pid: number; agent: string; pidfile: string }[] {
+    const out = new Map<number, { vmId: string; agent: string; pidfile: string }>();
+    for (const a of this.agents.values()) {
+      for (const vmId of existsSync(a.runDir) ? readdirSync(a.runDir) : []) {
+        const pid = a.qemuPid(vmId);
+        if (pid !== null) out.set(pid, { vmId, agent: a.name, pidfile: join(a.vmDir(vmId), 'qemu.pid') });
+      }
     }
     for (const e of readdirSync('/proc')) {
       if (!/^\d+$/.test(e)) continue;
       const argv = procCmdline(Number(e));
       const i = argv?.indexOf('-pidfile') ?? -1;
-      if (argv && i >= 0 && argv[i + 1]?.startsWith(this.runDir + '/') && isQemuFor(Number(e), argv[i + 1])) {
-        out.set(Number(e), argv[i + 1].slice(this.runDir.length + 1).split('/')[0]);
-      }
+      const pidfile = i >= 0 ? argv![i + 1] : undefined;
+      if (!pidfile?.startsWith(this.data + '/') || !isQemuFor(Number(e), pidfile)) continue;
+      const a = [...this.agents.values()].find((x) => pidfile.startsWith(x.runDir + '/'));
+      out.set(Number(e), { vmId: a ? pidfile.slice(a.runDir.length + 1).split('/')[0] : basename(dirname(pidfile)), agent: a?.name ?? '?', pidfile });
     }
-    return [...out].map(([pid, vmId]) => ({ vmId, pid }));
+    return [...out].map(([pid, q]) => ({ pid, ...q }));
   }
 
-  /** The agent first (so no exit is reported), then each QEMU by pid, then the controller; the data goes. */
+  /** Names of the network interfaces of this machine (`ip -j link show`). */
+  links(): string[] {
+    return (JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' })) as { ifname: string }[]).map((l) => l.ifname);
+  }
+
+  /**
+   * The tap devices named after the VM: every NIC slot and every name variant (a migration's
+   * destination on this same kernel uses another prefix than `kt`), on any host of this machine.
+   */
+  vmTaps(vmId: string): string[] {
+    const own = tapName(vmId, 0);
+    const hex = own.slice(2, -1);
+    return this.links().filter((n) => n.length === own.length && n.startsWith('k') && n.slice(2, -1) === hex);
+  }
+
+  /** Agents first (so no exit is reported), then each QEMU by pid, the VMs' taps, storage, the controller; the data goes. */
   async destroy(keep = false): Promise<void> {
-    await this.agent?.stop().catch(() => undefined);
-    for (const { vmId, pid } of this.qemuPids()) {
+    await Promise.all([...this.agents.values()].map((a) => a.stop().catch(() => undefined)));
+    const vmIds = new Set<string>();
+    for (const { vmId, pid, pidfile } of this.qemus()) {
+      vmIds.add(vmId);
       try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-      await waitGone(pid, join(this.vmDir(vmId), 'qemu.pid'), 10_000);
+      await waitGone(pid, pidfile, 10_000);
+    }
+    // The agents delete taps when their VMs stop; with the agents gone first, ours are left to us.
+    for (const a of this.agents.values()) for (const vmId of existsSync(a.runDir) ? readdirSync(a.runDir) : []) vmIds.add(vmId);
+    for (const vmId of vmIds) {
+      for (const tap of (() => { try { return this.vmTaps(vmId); } catch { return []; } })()) {
+        try { execFileSync('ip', ['link', 'delete', 'dev', tap], { stdio: 'ignore' }); } catch { /* gone meanwhile */ }
+      }
     }
     for (const p of this.storage.values()) await p.stop().catch(() => undefined);
     await this.controller?.stop().catch(() => undefined);

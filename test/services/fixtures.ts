@@ -9,6 +9,9 @@ import { SimDriver } from '../../src/compute/sim/driver.js';
 import { KumoError, faultName } from '../../src/core/errors.js';
 import { RequestEngine } from '../../src/requests/engine.js';
 import { powerHandlers } from '../../src/requests/handlers/power.js';
+import { migrateHandlers } from '../../src/requests/handlers/migrate.js';
+import { drainHandlers } from '../../src/requests/handlers/drain.js';
+import { DEFAULT_MIGRATION_POLICY, type MigrationPolicyConfig } from '../../src/services/migration-policy.js';
 import { captureHandlers } from '../../src/requests/handlers/capture.js';
 import { locationHandlers } from '../../src/requests/handlers/locations.js';
 import { restoreHandlers } from '../../src/requests/handlers/restore.js';
@@ -42,6 +45,10 @@ export async function registerDeadHosts(s: Services, zone: string, hosts: (Parti
 /** What a test may change in the in-process cloud's agent. */
 export interface CloudParts {
   driver?: SimDriver;
+  /** More sim hosts served by the same agent (live migration, drains). */
+  moreHosts?: { name: string; driver: SimDriver }[];
+  /** Migration policy settings that differ from the default. */
+  migration?: Partial<MigrationPolicyConfig>;
   heartbeatMs?: number;
   /** Builds the agent's storage (volumes over NBD) once the controller's URL is known; without it disks are pathless. */
   storage?: (controllerUrl: string) => AgentStorage;
@@ -72,7 +79,8 @@ export class InProcessCloud {
     this.agent = new Agent({
       controllerUrl, joinToken: await this.s.hosts.joinToken(), zone, listen: { host: '127.0.0.1', port: 0 }, log: silent,
       heartbeatMs: this.parts.heartbeatMs, storage: this.parts.storage?.(controllerUrl),
-      hosts: [{ name: hostName, vcpus: 8, memoryMiB: 16384, architectures: ['x86_64', 'i686'], driver: this.parts.driver ?? new SimDriver({ bootMs: 20, shutdownMs: 20 }) }],
+      hosts: [{ name: hostName, driver: this.parts.driver ?? new SimDriver({ bootMs: 20, shutdownMs: 20 }) }, ...(this.parts.moreHosts ?? [])]
+        .map((h) => ({ ...h, vcpus: 8, memoryMiB: 16384, architectures: ['x86_64', 'i686'] })),
     });
     await this.agent.start();
     const host = await this.s.db.k.selectFrom('hosts').select('id').where('name', '=', hostName).executeTakeFirstOrThrow();
@@ -84,6 +92,8 @@ export class InProcessCloud {
       ...restoreHandlers({ s: this.s, storage: this.storage = new ControllerStorage(this.s, `test-${hostName}`, silent) }),
       ...locationHandlers({ s: this.s, agents, storage: this.storage }),
       ...captureHandlers({ s: this.s, storage: this.storage }),
+      ...migrateHandlers({ s: this.s, agents, storage: this.storage, migration: { ...DEFAULT_MIGRATION_POLICY, dirtyRateSampleSeconds: 1, ...this.parts.migration } }),
+      ...drainHandlers({ s: this.s, concurrency: 2 }),
     }, silent, { owner: `test-${hostName}`, pollMs: 50 });
     this.s.requests.wake = this.engine.wake;
     await this.engine.start();

@@ -61,11 +61,14 @@ forEachDb('power requests with an agent', (env) => {
     assert.deepEqual([info.status, info.power, info.host, info.zone], ['running', 'on', cloud.hostId, 'zone-a']);
     assert.equal((await s.hosts.info(admin, cloud.hostId)).vmList[0].vmId, vm);
 
-    // A running VM: state rules and the not-yet-available migration now apply.
+    // A running VM: state rules apply; with no other host, a migration finds no capacity and the VM runs on.
     await fault(s.vms.changeType(t, vm, 'be.medium'), Fault.INVALID_STATE);
     await fault(s.vms.deallocate(t, vm), Fault.INVALID_STATE);
     await fault(s.vms.powerOn(t, vm), Fault.INVALID_STATE);
-    await fault(s.vms.migrate(t, vm, {}), Fault.INVALID_STATE, /^not available yet: /);
+    const mig = await cloud.finish(t, await s.vms.migrate(t, vm, {}));
+    assert.equal(mig.status, 'failed');
+    assert.equal((mig.error as { code: number }).code, Fault.NO_CAPACITY);
+    assert.deepEqual([(await s.vms.info(t, vm)).status, (await s.vms.info(t, vm)).host], ['running', cloud.hostId]);
 
     const reset = await cloud.finish(t, await s.vms.reset(t, vm));
     assert.equal(reset.status, 'succeeded');

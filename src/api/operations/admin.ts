@@ -26,7 +26,7 @@ export const adminOperations = [
   }),
   op({
     ...admin, name: 'drainHost', summary: 'Live-migrate every VM away and report those that cannot move (admin, async)', params: [hostParam],
-    result: RequestIdResult, rest: { method: 'POST', path: '/v1/hosts/{hostId}/drain', status: 202, wrap: 'requestId' }, run: (s, p, a) => s.hosts.drain(p, a.hostId),
+    result: RequestIdResult, rest: { method: 'POST', path: '/v1/hosts/{hostId}/drain', status: 202, wrap: 'requestId' }, run: (s, p, a) => s.hosts.drain(p, a.hostId, s.requests),
   }),
   op({
     ...admin, name: 'setHostMaintenance', summary: 'Put a host in or out of maintenance: no new placements while in (admin)',

@@ -62,7 +62,11 @@ export const vmOperations = [
     rest: { method: 'PUT', path: '/v1/vms/{vmId}/architecture', status: 204 }, run: (s, p, a) => s.vms.changeArchitecture(p, a.vmId, a.architecture),
   }),
   asyncVmOp('migrateVm', 'migrate', 'Live-migrate a running VM',
-    [{ name: 'target', schema: Strict({ host: Type.Optional(Id('host')), zone: Type.Optional(Type.String({ maxLength: 64 })) }) }],
+    [{ name: 'target', schema: Strict({
+      host: Type.Optional(Id('host')), zone: Type.Optional(Type.String({ maxLength: 64 })),
+      // kumo addition: after a move to another zone, a copy of each volume follows to a node there (UKAI fig. 4).
+      followStorage: Type.Optional(Type.Boolean()),
+    }) }],
     (s, p, a) => s.vms.migrate(p, a.vmId, a.target)),
   op({
     name: 'getVmTypeList', summary: 'The VM type catalog', tag: 'VMs', params: [],

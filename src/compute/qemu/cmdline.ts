@@ -18,11 +18,14 @@
  *   owns caching and durability.
  * - no `-no-shutdown`: a guest that powers off ends its QEMU, which the driver sees as an exit.
  * - i686 guests run on the same x86_64 binary with a 32-bit CPU model (`qemu32`).
+ * - a live migration's destination gets `-incoming defer -S`: it waits for migrate-incoming, and
+ *   once the state has arrived it stays paused until `cont`, so the guest runs (and writes to its
+ *   disks) only after the controller has handed it its volumes.
  */
 import { join } from 'node:path';
 import { DriverError, type DiskSource, type LaunchSpec } from '../driver.js';
 import type { Accel } from './accel.js';
-import { MAX_TAP_SLOT, tapName } from './taps.js';
+import { MAX_TAP_SLOT, tapName, type TapVariant } from './taps.js';
 
 export interface VmPaths {
   dir: string;
@@ -35,6 +38,8 @@ export interface VmPaths {
   qemuLog: string;
   /** what the daemonizing command printed on its own stderr */
   startLog: string;
+  /** the VM's part in a live migration (qemu/migration.ts), absent when it has none */
+  migration: string;
 }
 
 export function vmPaths(runDir: string, vmId: string): VmPaths {
@@ -48,12 +53,17 @@ export function vmPaths(runDir: string, vmId: string): VmPaths {
     pidfile: join(dir, 'qemu.pid'),
     qemuLog: join(dir, 'qemu.log'),
     startLog: join(dir, 'qemu-start.log'),
+    migration: join(dir, 'migration.json'),
   };
 }
 
 export interface CmdlineOptions {
   /** `q35` (default) or `pc` */
   machine?: 'q35' | 'pc';
+  /** which names the VM's taps have (taps.ts), default 0 */
+  tapVariant?: TapVariant;
+  /** a live migration's destination: waits for migrate-incoming, stays paused after it */
+  incoming?: boolean;
 }
 
 /** QEMU's option syntax: a comma inside a value is written twice. */
@@ -151,8 +161,9 @@ export function buildArgv(spec: LaunchSpec, paths: VmPaths, accel: Accel, opts: 
     argv.push('-boot', 'strict=on');
   }
   for (const n of [...spec.nics].sort((a, b) => a.slot - b.slot)) {
-    argv.push('-netdev', `tap,id=net${n.slot},ifname=${tapName(spec.vmId, n.slot)},script=no,downscript=no`);
+    argv.push('-netdev', `tap,id=net${n.slot},ifname=${tapName(spec.vmId, n.slot, opts.tapVariant)},script=no,downscript=no`);
     argv.push('-device', `virtio-net-pci,id=nic${n.slot},netdev=net${n.slot},mac=${n.mac.toLowerCase()}`);
   }
+  if (opts.incoming) argv.push('-incoming', 'defer', '-S');
   return argv;
 }

@@ -4,8 +4,9 @@
  * (daemonize, pidfile, liveness), taps.ts, cgroups.ts (CPU policy), console.ts (serial console and
  * its log), watch.ts (exit detection), qmp/ (the monitor).
  *
- * State is on disk, one directory per VM under runDir: spec.json (what was started), qemu.pid,
- * qmp.sock, serial.sock, console.log (written by QEMU itself), qemu.log (QEMU's stderr). QEMU runs
+ * State is on disk, one directory per VM under runDir: spec.json (what was started, with its tap
+ * names' variant), qemu.pid, qmp.sock, serial.sock, console.log (written by QEMU itself), qemu.log
+ * (QEMU's stderr), migration.json (its part in a live migration, see migration.ts). QEMU runs
  * daemonized, so it outlives the agent; a new driver on the same runDir finds every live QEMU by
  * its pidfile (checked against /proc/PID/cmdline), reconnects QMP and the console, and watches it
  * again. Nothing is started twice: start() of a VM whose QEMU lives is a no-op, operations on one
@@ -21,13 +22,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   DriverError, type ComputeDriver, type ConsoleStream, type LaunchSpec, type StopOptions, type VmReport,
 } from '../driver.js';
+import type { MigrationSupport } from '../migration.js';
 import { detectAccel, type Accel } from './accel.js';
 import { CpuCgroups, cpuPolicy } from './cgroups.js';
 import { buildArgv, validateLaunchSpec, vmPaths, type VmPaths } from './cmdline.js';
+import { QemuMigration, type MigrationMark } from './migration.js';
 import { readTail, VmConsole } from './console.js';
 import { findQemu, isQemuFor, readPidfile, signal, spawnDaemonized, waitGone } from './process.js';
 import { QmpCommands, QmpMonitor } from './qmp/index.js';
-import { deleteTap, ensureTap, tapName } from './taps.js';
+import { deleteTap, ensureTap, tapExists, tapName, type TapVariant } from './taps.js';
 import { ExitWatcher, type ExitInfo } from './watch.js';
 
 export interface DriverLog {
@@ -59,18 +62,24 @@ export const POWERDOWN_REPEAT_MS = 3000;
 const QMP_TIMEOUT_MS = 10_000;
 const VM_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
-interface SavedSpec { spec: LaunchSpec; argv: string[]; accel: Accel; startedAt: string }
+/** `tapVariant` is absent in spec files written before live migration (variant 0). */
+interface SavedSpec { spec: LaunchSpec; argv: string[]; accel: Accel; tapVariant?: TapVariant; startedAt: string }
 
 interface Vm {
   vmId: string;
   pid: number;
   paths: VmPaths;
-  spec: LaunchSpec | null;
+  saved: SavedSpec | null;
   monitor: QmpMonitor | null;
   console: VmConsole;
   watcher: ExitWatcher;
   /** Set by stop(): the exit that follows was asked for and is not reported. */
   stopping: boolean;
+  /**
+   * Waiting for or just past a live migration: the guest runs elsewhere (or not yet here), so this
+   * QEMU's end is not the guest's and is not reported, and stop() does not ask the guest.
+   */
+  mark: MigrationMark | null;
   retired: boolean;
 }
 
@@ -78,6 +87,7 @@ type ExitListener = (vmId: string, reason: 'shutdown' | 'crash') => void;
 
 export class QemuDriver implements ComputeDriver {
   readonly name = 'qemu';
+  readonly migration: MigrationSupport;
   readonly accel: Accel;
   /** Why this accelerator, for the host's info and the log. */
   readonly accelReason: string;
@@ -102,6 +112,7 @@ export class QemuDriver implements ComputeDriver {
       ({ accel: this.accel, reason: this.accelReason } = detectAccel());
     }
     this.cgroups = new CpuCgroups(this.log, opts.cgroupRoot);
+    this.migration = new QemuMigration(this, this.log);
     this.log.info({ accel: this.accel, why: this.accelReason, runDir: this.runDir, cgroup: this.cgroups.version ?? 'none' }, `QEMU driver: ${this.accel}`);
     this.ready = this.recover();
   }
@@ -114,7 +125,7 @@ export class QemuDriver implements ComputeDriver {
     await this.withLock(spec.vmId, async () => {
       this.assertOpen(spec.vmId);
       if (await this.live(spec.vmId)) return;
-      await this.launch(spec);
+      await this.launch(spec, 0, false);
     });
   }
 
@@ -131,8 +142,9 @@ export class QemuDriver implements ComputeDriver {
       vm.stopping = true;
       const t0 = Date.now();
       let how = 'acpi';
-      if (!opts.force && !(await this.acpiShutdown(vm, t0 + opts.timeoutMs))) how = 'forced after timeout';
       if (opts.force) how = 'forced';
+      else if (vm.mark) how = `forced: ${vm.mark.role} migration`;
+      else if (!(await this.acpiShutdown(vm, t0 + opts.timeoutMs))) how = 'forced after timeout';
       if (isQemuFor(vm.pid, vm.paths.pidfile)) await this.kill(vm);
       await this.retire(vm);
       this.log.info({ vmId, pid: vm.pid, how, ms: Date.now() - t0 }, 'VM stopped');
@@ -204,24 +216,88 @@ export class QemuDriver implements ComputeDriver {
     await Promise.all(vms.map((vm) => this.detach(vm)));
   }
 
+  // --- live migration hooks (migration.ts) -----------------------------------------------------
+
+  /**
+   * Starts `spec` as a migration destination (`-incoming defer -S`) on tap names the host does not
+   * use yet (in kumo's lab the source's share this kernel), then `listen` says where it waits; a
+   * VM already waiting here returns that URI again. A failed `listen` takes the QEMU down again.
+   */
+  async launchIncoming(spec: LaunchSpec, listen: (qmp: QmpCommands) => Promise<string>): Promise<string> {
+    validateLaunchSpec(spec);
+    await this.ready;
+    const vmId = spec.vmId;
+    return this.withLock(vmId, async () => {
+      this.assertOpen(vmId);
+      const running = await this.live(vmId);
+      if (running) {
+        if (running.mark?.role === 'incoming' && running.mark.uri) return running.mark.uri;
+        throw new DriverError(vmId, `${vmId} already runs on this host`);
+      }
+      const vm = await this.launch(spec, await this.freeTapVariant(spec), true);
+      try {
+        const uri = await listen(new QmpCommands(await this.monitorOf(vm)));
+        await this.saveMark(vm, { role: 'incoming', uri });
+        this.log.info({ vmId, uri }, 'VM waits for its incoming migration');
+        return uri;
+      } catch (e) {
+        vm.stopping = true;
+        await this.kill(vm);
+        await this.retire(vm);
+        throw new DriverError(vmId, `cannot prepare the incoming migration of ${vmId}: ${(e as Error).message}`);
+      }
+    });
+  }
+
+  /** Records (or with null, ends) a running VM's part in a live migration. */
+  async setMigrationMark(vmId: string, mark: MigrationMark | null): Promise<void> {
+    this.checkId(vmId);
+    await this.ready;
+    await this.withLock(vmId, async () => this.saveMark(await this.running(vmId), mark));
+  }
+
+  private async saveMark(vm: Vm, mark: MigrationMark | null): Promise<void> {
+    if (mark) {
+      await writeFile(`${vm.paths.migration}.tmp`, `${JSON.stringify(mark)}\n`);
+      await rename(`${vm.paths.migration}.tmp`, vm.paths.migration);
+    } else {
+      await rm(vm.paths.migration, { force: true });
+    }
+    vm.mark = mark;
+  }
+
+  private async freeTapVariant(spec: LaunchSpec): Promise<TapVariant> {
+    for (const variant of [0, 1] as const) {
+      const taps = spec.nics.map((n) => tapName(spec.vmId, n.slot, variant));
+      if (!(await Promise.all(taps.map(tapExists))).some(Boolean)) return variant;
+    }
+    throw new DriverError(spec.vmId, `cannot prepare ${spec.vmId}: its taps exist under both names (a QEMU of it runs here and another elsewhere on this kernel)`);
+  }
+
   // --- lifecycle ----------------------------------------------------------------------------
 
-  private async launch(spec: LaunchSpec): Promise<void> {
+  private async launch(spec: LaunchSpec, tapVariant: TapVariant, incoming: boolean): Promise<Vm> {
     const vmId = spec.vmId;
     const paths = vmPaths(this.runDir, vmId);
-    const argv = buildArgv(spec, paths, this.accel, { machine: this.opts.machine });
+    const argv = buildArgv(spec, paths, this.accel, { machine: this.opts.machine, tapVariant, incoming });
     await mkdir(paths.dir, { recursive: true });
-    const saved: SavedSpec = { spec, argv, accel: this.accel, startedAt: new Date().toISOString() };
+    const saved: SavedSpec = { spec, argv, accel: this.accel, tapVariant, startedAt: new Date().toISOString() };
     await writeFile(`${paths.spec}.tmp`, `${JSON.stringify(saved, null, 2)}\n`);
     await rename(`${paths.spec}.tmp`, paths.spec);
-    await Promise.all([paths.pidfile, paths.qmp, paths.serial].map((p) => rm(p, { force: true })));
+    await Promise.all([paths.pidfile, paths.qmp, paths.serial, paths.migration].map((p) => rm(p, { force: true })));
+    // Before QEMU exists, so that an incoming QEMU that ends at once is not taken for a crash.
+    if (incoming) await writeFile(paths.migration, `${JSON.stringify({ role: 'incoming' } satisfies MigrationMark)}\n`);
     // QEMU truncates its log at start: keep the previous run's, which may tell why it ended.
     await rename(paths.qemuLog, `${paths.qemuLog}.1`).catch(() => undefined);
-    const taps = spec.nics.map((n) => tapName(vmId, n.slot));
+    const taps = tapsOf(saved);
+    const undo = async () => {
+      await this.deleteTaps(taps);
+      await rm(paths.migration, { force: true });
+    };
     try {
       for (const tap of taps) await ensureTap(tap);
     } catch (e) {
-      await this.deleteTaps(taps);
+      await undo();
       throw new DriverError(vmId, `cannot start ${vmId}: ${(e as Error).message}`);
     }
     this.log.debug({ vmId, binary: this.binary, argv }, 'starting QEMU');
@@ -236,19 +312,21 @@ export class QemuDriver implements ComputeDriver {
       if (pid === null) throw new Error('QEMU reported success but its pidfile names no running QEMU');
       monitor = await QmpMonitor.connect(paths.qmp, { timeoutMs: QMP_TIMEOUT_MS, retry: { attempts: 50, delayMs: 100 }, log: this.log });
       const status = await new QmpCommands(monitor).queryStatus();
-      if (status.status !== 'running') throw new Error(`QEMU is ${status.status}, not running`);
+      const expected = incoming ? 'inmigrate' : 'running';
+      if (status.status !== expected) throw new Error(`QEMU is ${status.status}, not ${expected}`);
     } catch (e) {
       await monitor?.close();
       if (pid !== null) {
         signal(pid, 'SIGKILL');
         await waitGone(pid, paths.pidfile, 10_000);
       }
-      await this.deleteTaps(taps);
+      await undo();
       throw new DriverError(vmId, `cannot start ${vmId}: ${(e as Error).message}`);
     }
     await this.cgroups.apply(vmId, pid, cpuPolicy(spec.resourceType, spec.vcpus));
-    await this.attach(vmId, pid, spec, monitor);
-    this.log.info({ vmId, pid, accel: this.accel }, 'VM started');
+    const vm = await this.attach(vmId, pid, saved, monitor);
+    this.log.info({ vmId, pid, accel: this.accel, incoming, taps }, incoming ? 'VM started for an incoming migration' : 'VM started');
+    return vm;
   }
 
   /** Presses the power button every few seconds until QEMU is gone; false if it outlived `deadline`. */
@@ -292,10 +370,10 @@ export class QemuDriver implements ComputeDriver {
 
   // --- attaching to a running QEMU ----------------------------------------------------------
 
-  private async attach(vmId: string, pid: number, spec: LaunchSpec | null, monitor: QmpMonitor | null): Promise<Vm> {
+  private async attach(vmId: string, pid: number, saved: SavedSpec | null, monitor: QmpMonitor | null): Promise<Vm> {
     const paths = vmPaths(this.runDir, vmId);
     const vm: Vm = {
-      vmId, pid, paths, spec, monitor: null, stopping: false, retired: false,
+      vmId, pid, paths, saved, monitor: null, stopping: false, retired: false, mark: await readJson<MigrationMark>(paths.migration),
       console: new VmConsole(vmId, paths.serial, paths.consoleLog, this.log),
       watcher: new ExitWatcher(pid, paths.pidfile, this.opts.pollMs ?? 1000),
     };
@@ -336,6 +414,12 @@ export class QemuDriver implements ComputeDriver {
   private async onUnexpectedExit(vm: Vm, info: ExitInfo): Promise<void> {
     if (vm.stopping || this.closed) return;
     const fields = { vmId: vm.vmId, pid: vm.pid, reason: info.reason, shutdown: info.shutdown };
+    if (vm.mark) {
+      // An incoming QEMU ends by itself when its migration fails; the guest runs on at the source.
+      this.log.info({ ...fields, migration: vm.mark.role }, 'QEMU of a migrating VM ended; the guest is not here');
+      if (!vm.retired) await this.withLock(vm.vmId, () => this.retire(vm)).catch((e) => this.log.error({ vmId: vm.vmId, error: (e as Error).message }, 'cleanup after exit failed'));
+      return;
+    }
     if (info.reason === 'shutdown') this.log.info(fields, 'the guest powered off');
     else this.log.warn(fields, 'QEMU ended without being asked (crash, kill or external quit)');
     // Already retired when an operation on this VM noticed the death first; report at once then.
@@ -356,7 +440,7 @@ export class QemuDriver implements ComputeDriver {
     vm.retired = true;
     if (this.vms.get(vm.vmId) === vm) this.vms.delete(vm.vmId);
     await this.detach(vm);
-    await this.cleanupDir(vm.vmId, vm.spec);
+    await this.cleanupDir(vm.vmId, vm.saved);
   }
 
   private async detach(vm: Vm): Promise<void> {
@@ -365,15 +449,15 @@ export class QemuDriver implements ComputeDriver {
     await vm.monitor?.close();
   }
 
-  /** Taps, cgroup, pidfile and sockets of a VM whose QEMU is not running; console.log and spec.json stay. */
-  private async cleanupDir(vmId: string, spec?: LaunchSpec | null): Promise<void> {
+  /** Taps, cgroup, pidfile, sockets and migration mark of a VM whose QEMU is not running; console.log and spec.json stay. */
+  private async cleanupDir(vmId: string, saved?: SavedSpec | null): Promise<void> {
     const paths = vmPaths(this.runDir, vmId);
     if (!existsSync(paths.dir)) return;
-    const s = spec ?? (await this.savedSpec(vmId))?.spec ?? null;
-    if (s) await this.deleteTaps(s.nics.map((n) => tapName(vmId, n.slot)));
+    const s = saved ?? (await this.savedSpec(vmId));
+    if (s) await this.deleteTaps(tapsOf(s));
     await this.cgroups.remove(vmId);
     if (findQemu(paths.pidfile) === null) {
-      await Promise.all([paths.pidfile, paths.qmp, paths.serial].map((p) => rm(p, { force: true })));
+      await Promise.all([paths.pidfile, paths.qmp, paths.serial, paths.migration].map((p) => rm(p, { force: true })));
     }
   }
 
@@ -394,7 +478,7 @@ export class QemuDriver implements ComputeDriver {
     }
     const pid = findQemu(vmPaths(this.runDir, vmId).pidfile);
     if (pid === null) return null;
-    return this.attach(vmId, pid, (await this.savedSpec(vmId))?.spec ?? null, null);
+    return this.attach(vmId, pid, await this.savedSpec(vmId), null);
   }
 
   private async running(vmId: string): Promise<Vm> {
@@ -419,7 +503,7 @@ export class QemuDriver implements ComputeDriver {
           await this.cleanupDir(vmId);
           return;
         }
-        await this.attach(vmId, pid, (await this.savedSpec(vmId))?.spec ?? null, null);
+        await this.attach(vmId, pid, await this.savedSpec(vmId), null);
         this.log.info({ vmId, pid }, 'found running VM');
       }).catch((e) => this.log.error({ vmId, error: (e as Error).message }, 'cannot recover VM'))));
     } catch (e) {
@@ -432,12 +516,8 @@ export class QemuDriver implements ComputeDriver {
     return entries.filter((e) => e.isDirectory() && VM_ID.test(e.name)).map((e) => e.name);
   }
 
-  private async savedSpec(vmId: string): Promise<SavedSpec | null> {
-    try {
-      return JSON.parse(await readFile(vmPaths(this.runDir, vmId).spec, 'utf8')) as SavedSpec;
-    } catch {
-      return null;
-    }
+  private savedSpec(vmId: string): Promise<SavedSpec | null> {
+    return readJson<SavedSpec>(vmPaths(this.runDir, vmId).spec);
   }
 
   // --- helpers --------------------------------------------------------------------------------
@@ -458,5 +538,15 @@ export class QemuDriver implements ComputeDriver {
 
   private assertOpen(vmId: string): void {
     if (this.closed) throw new DriverError(vmId, 'the QEMU driver was closed');
+  }
+}
+
+const tapsOf = (saved: SavedSpec): string[] => saved.spec.nics.map((n) => tapName(saved.spec.vmId, n.slot, saved.tapVariant ?? 0));
+
+async function readJson<T>(path: string): Promise<T | null> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as T;
+  } catch {
+    return null;
   }
 }

@@ -7,6 +7,10 @@
  * SDN driver) finds them again without state: `kt` + 12 hex digits + the slot in base 36, which is
  * 15 characters, the most IFNAMSIZ allows. The 12 hex digits are the id's own for kumo's
  * `vm-<12 hex>` ids (so an operator can tell which VM a tap belongs to), a hash of it otherwise.
+ *
+ * Variant 1 (`ku…`) exists for live migration: in kumo's lab and tests the source and destination
+ * "hosts" share one kernel, and the incoming QEMU needs its taps while the source's still exist.
+ * The variant a VM's QEMU uses is saved with it (spec.json); everything else uses variant 0.
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -18,11 +22,15 @@ const run = promisify(execFile);
 export const MAX_IFNAME = 15;
 export const MAX_TAP_SLOT = 35;
 
-export function tapName(vmId: string, slot: number): string {
+export type TapVariant = 0 | 1;
+const PREFIX: Record<TapVariant, string> = { 0: 'kt', 1: 'ku' };
+
+export function tapName(vmId: string, slot: number, variant: TapVariant = 0): string {
   if (!Number.isInteger(slot) || slot < 0 || slot > MAX_TAP_SLOT) throw new RangeError(`NIC slot ${slot} is outside 0..${MAX_TAP_SLOT}`);
+  if (variant !== 0 && variant !== 1) throw new RangeError(`tap variant ${String(variant)} is not 0 or 1`);
   const own = /^vm-([0-9a-f]{12})$/.exec(vmId);
   const hex = own ? own[1] : createHash('sha256').update(vmId).digest('hex').slice(0, 12);
-  return `kt${hex}${slot.toString(36)}`;
+  return `${PREFIX[variant]}${hex}${slot.toString(36)}`;
 }
 
 export interface TapLog { warn(obj: object, msg: string): void }

@@ -2,8 +2,13 @@ import { readFileSync, writeFileSync, renameSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DriverError, type ComputeDriver, type ConsoleStream, type LaunchSpec, type StopOptions, type VmReport, type VmSpec } from '../driver.js';
+import { SimMigration } from './migration.js';
 
-export interface SimTimings { bootMs: number; shutdownMs: number }
+export interface SimTimings {
+  bootMs: number; shutdownMs: number;
+  /** Wall milliseconds per predicted migration millisecond: 1 (default) takes the model's time, 0 is instant. */
+  migrationScale?: number;
+}
 
 /**
  * A hypervisor that only keeps books: boot and shutdown take simulated time, and its VM table is
@@ -16,8 +21,17 @@ export class SimDriver implements ComputeDriver {
   private readonly vms = new Map<string, VmSpec>();
   private readonly listeners: ((vmId: string, reason: 'shutdown' | 'crash') => void)[] = [];
   private readonly consoles = new Map<string, string>();
+  readonly migration: SimMigration;
 
   constructor(private readonly timings: SimTimings, private readonly stateFile: string | null = null) {
+    this.migration = new SimMigration({
+      running: (vmId) => this.vms.get(vmId),
+      adopt: (spec) => {
+        this.vms.set(spec.vmId, spec);
+        this.save();
+        this.print(spec.vmId, `KUMO-RESUME vm=${spec.vmId} (simulated, migrated in)\n`);
+      },
+    }, timings.migrationScale ?? 1);
     if (stateFile) {
       try {
         for (const spec of JSON.parse(readFileSync(stateFile, 'utf8')) as VmSpec[]) this.vms.set(spec.vmId, spec);
@@ -36,6 +50,7 @@ export class SimDriver implements ComputeDriver {
   }
 
   async stop(vmId: string, opts: StopOptions): Promise<void> {
+    this.migration.discardIncoming(vmId);
     if (!this.vms.has(vmId)) return;
     if (!opts.force) await sleep(Math.min(this.timings.shutdownMs, opts.timeoutMs));
     this.vms.delete(vmId);
@@ -74,6 +89,9 @@ export class SimDriver implements ComputeDriver {
   async close(): Promise<void> {}
 
   onExit(listener: (vmId: string, reason: 'shutdown' | 'crash') => void): void { this.listeners.push(listener); }
+
+  /** How fast the guest dirties its memory, which sets how long its migrations take (default 0). */
+  setDirtyRate(vmId: string, bytesPerSecond: number): void { this.migration.setDirtyRate(vmId, bytesPerSecond); }
 
   /** Simulates a guest that powers itself off, for tests of the exit path. */
   guestShutdown(vmId: string): void {

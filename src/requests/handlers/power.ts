@@ -1,6 +1,5 @@
 import { Fault, KumoError, invalidState } from '../../core/errors.js';
 import { agentFault, type AgentClient } from '../../agent/client.js';
-import type { BootSpec, VmSpec } from '../../compute/driver.js';
 import { place, type Arch, type SchedulerPolicy } from '../../scheduler/index.js';
 import type { Db } from '../../state/db.js';
 import { now } from '../../state/db.js';
@@ -9,6 +8,7 @@ import { capacitySnapshot } from '../../services/capacity.js';
 import type { Events } from '../../services/events.js';
 import type { Metrics } from '../../services/metrics.js';
 import type { Handler, RequestContext } from '../engine.js';
+import { vmSpec } from './vm-spec.js';
 
 export interface PowerDeps { db: Db; events: Events; agents: AgentClient; policy: SchedulerPolicy; metrics: Metrics; gracefulStopMs: number }
 
@@ -22,33 +22,6 @@ export function powerHandlers(d: PowerDeps): Record<string, Handler> {
     const leaving = set.host_id === null && vm.host_id ? { last_host_id: vm.host_id } : {};
     await d.db.k.updateTable('vms').set({ ...set, ...leaving, updated_at: now() }).where('id', '=', vm.id).execute();
     if (set.status && set.status !== vm.status) await d.events.publish(d.db.k, vm.tenant_id, `vm.${set.status}`, vm.id, { status: set.status, power: set.power ?? vm.power, hostId: set.host_id === undefined ? vm.host_id : set.host_id });
-  }
-
-  /** Kernel boot from the files of the image last restored onto the system volume when that
-   * image has a kernel; firmware boot from the disk otherwise (imported or blank volumes). */
-  async function bootOf(vmId: string): Promise<BootSpec | undefined> {
-    const img = await d.db.k.selectFrom('vm_disks').innerJoin('volumes', 'volumes.id', 'vm_disks.volume_id')
-      .innerJoin('images', 'images.id', 'volumes.image_id')
-      .select(['images.id', 'images.boot']).where('vm_disks.vm_id', '=', vmId).where('vm_disks.slot', '=', 0).executeTakeFirst();
-    if (!img || img.boot === '') return undefined;
-    const b = JSON.parse(img.boot) as { kernel: string; initrd?: string; append?: string };
-    return { imageId: img.id, kernel: b.kernel, ...(b.initrd ? { initrd: b.initrd } : {}), ...(b.append !== undefined ? { append: b.append } : {}) };
-  }
-
-  async function spec(vm: VmRow): Promise<VmSpec> {
-    const [disks, nics, boot] = await Promise.all([
-      d.db.k.selectFrom('vm_disks').innerJoin('volumes', 'volumes.id', 'vm_disks.volume_id')
-        .select(['vm_disks.slot', 'vm_disks.volume_id', 'volumes.size_gib']).where('vm_id', '=', vm.id).orderBy('slot').execute(),
-      d.db.k.selectFrom('vm_nics').selectAll().where('vm_id', '=', vm.id).orderBy('slot').execute(),
-      bootOf(vm.id),
-    ]);
-    return {
-      vmId: vm.id, name: vm.name, vcpus: vm.vcpus, memoryMiB: vm.memory_mib,
-      architecture: vm.architecture as Arch, resourceType: vm.resource_type as VmSpec['resourceType'],
-      disks: disks.map((x) => ({ slot: x.slot, volumeId: x.volume_id, sizeGiB: x.size_gib })),
-      nics: nics.map((n) => ({ slot: n.slot, networkId: n.network_id, mac: n.mac })),
-      ...(boot ? { boot } : {}),
-    };
   }
 
   /** Placement and the host reservation happen in one locked transaction so two controllers
@@ -83,7 +56,7 @@ export function powerHandlers(d: PowerDeps): Record<string, Handler> {
     }
     await ctx.progress(30, `placed on ${host.name} (${host.id}); starting`);
     try {
-      await d.agents.start(host, await spec(vm));
+      await d.agents.start(host, await vmSpec(d.db, vm));
     } catch (e) {
       // Leave nothing half-started behind before giving the capacity back.
       await d.agents.stop(host, vm.id, { force: true, timeoutMs: 0 }).catch(() => {});

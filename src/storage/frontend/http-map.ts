@@ -14,7 +14,7 @@
  */
 import { Fault, KumoError, type FaultCode } from '../../core/errors.js';
 import {
-  STORAGE_PATHS, type AddLocationReply, type AllocateBody, type AllocateReply, type DiscardBody, type FrontendBody, type LocationBody, type OpenReply, type UpdateBody,
+  STORAGE_PATHS, type AddLocationReply, type AllocateBody, type AllocateReply, type DiscardBody, type FrontendBody, type HandoverBody, type LeaseReply, type LocationBody, type OpenReply, type UpdateBody,
 } from '../wire.js';
 import { LeaseHeld, LeaseLost, type BlockEntry, type MapSource, type NodeAddress, type ReplicaChange, type VolumeMap } from './map.js';
 
@@ -106,6 +106,16 @@ export class HttpMapSource implements MapSource {
 
   async release(volumeId: string, epoch: number): Promise<void> {
     await this.call(volumeId, epoch, STORAGE_PATHS.release(volumeId), this.body(epoch));
+  }
+
+  async handover(volumeId: string, epoch: number, toHolder: string): Promise<void> {
+    const body: HandoverBody = { ...this.body(epoch), toHolder };
+    await this.call(volumeId, epoch, STORAGE_PATHS.handover(volumeId), body);
+  }
+
+  /** Not part of MapSource: the epoch of the lease this holder has, to give back one handed to it that it never opened. */
+  async heldEpoch(volumeId: string): Promise<number | null> {
+    return (await this.call<LeaseReply>(volumeId, undefined, STORAGE_PATHS.lease(volumeId), { holder: this.o.holder })).epoch;
   }
 
   private body(epoch: number): FrontendBody { return { holder: this.o.holder, epoch }; }

@@ -65,6 +65,11 @@ export interface MapSource {
   removeLocation(volumeId: string, epoch: number, nodeId: string): Promise<void>;
   /** Gives the lease up. */
   release(volumeId: string, epoch: number): Promise<void>;
+  /**
+   * Live migration's switch-over: hands the live lease to `toHolder` in one step (the epoch grows,
+   * this holder is fenced, no third holder can take it in between). The new holder then open()s.
+   */
+  handover(volumeId: string, epoch: number, toHolder: string): Promise<void>;
 }
 
 export class LeaseHeld extends Error {

@@ -11,6 +11,7 @@
  *    no in-sync replica holding the write, the guest gets EIO.
  *  - flush() and FUA reach fdatasync on every replica written since its last flush.
  *  - Relocation and resync (addLocation, sync, removeLocation) copy blocks while writes go on.
+ *  - handOver() passes the lease to another holder (live migration) and fences this session.
  */
 import { BlockError, type BlockBackend } from '../nbd/backend.js';
 import { checkBlockSize, splitRange } from '../blockmap/blocks.js';
@@ -19,7 +20,7 @@ import { invalidState } from '../../core/errors.js';
 import { Allocator } from './allocator.js';
 import { BlockState, isWriteTarget, type LiveReplica } from './block-state.js';
 import { LeaseKeeper } from './lease.js';
-import type { LeaseLost, MapSource, VolumeMap } from './map.js';
+import { LeaseLost, type MapSource, type VolumeMap } from './map.js';
 import { MapQueue } from './map-queue.js';
 import { NodeSlot } from './node-slot.js';
 import type { NodePool } from './pool.js';
@@ -76,6 +77,9 @@ export class VolumeSession implements BlockBackend {
   /** Why I/O fails now (fenced, lease lapsed, closed); null while it works. Checked first by every request. */
   private down: BlockError | null = null;
   private fenced = false;
+  /** Live migration's switch-over: the holder the lease goes (or went) to. */
+  private handingTo: string | null = null;
+  private handedOver = false;
   private expired = false;
   private closed = false;
   private flushing: Promise<void> | null = null;
@@ -611,6 +615,50 @@ export class VolumeSession implements BlockBackend {
     if (failure !== null) throw failure;
   }
 
+  /**
+   * Live migration's switch-over: I/O stops (new requests fail with EIO), the requests in flight
+   * end, everything written is flushed and committed, then the lease goes to `toHolder` and this
+   * session is fenced for good. Storage nodes do not check epochs, so no write of this session may
+   * still be on its way when the new holder starts writing.
+   *
+   * If the hand-over fails, a renew tells whether the map still names this session (the answer may
+   * have been lost after the map took it): then I/O works again (the VM stays here), else the
+   * session is fenced; when even that cannot be told, I/O stays stopped and handOver may be called
+   * again. Called again once done, for the same holder: nothing to do.
+   */
+  async handOver(toHolder: string): Promise<void> {
+    if (this.handedOver && this.handingTo === toHolder) return;
+    if (this.down && this.handingTo !== toHolder) throw this.down;
+    this.handingTo = toHolder;
+    this.refreshDown();
+    try {
+      await this.stopSyncs();
+      await Promise.all([...this.slots.values()].map((slot) => slot.idle()));
+      await this.flushAll();
+      await this.changes.commit();
+      await this.queue.idle();
+      await this.o.map.handover(this.volumeId, this.epoch, toHolder);
+    } catch (e) {
+      const lost: LeaseLost | false | null = e instanceof LeaseLost ? e
+        : await this.o.map.renew(this.volumeId, this.epoch).then((): false => false, (r: unknown) => (r instanceof LeaseLost ? r : null));
+      if (lost !== null) {
+        this.handingTo = null;
+        if (lost) this.fence(lost);
+        this.refreshDown();
+      }
+      throw e;
+    }
+    this.handedOver = this.fenced = true;
+    this.lease.stop();
+    this.refreshDown();
+    this.log.info({ volumeId: this.volumeId, epoch: this.epoch, to: toHolder }, 'write lease handed over; this session no longer serves');
+  }
+
+  /** Fenced for good: the lease went to another holder (taken over or handed over). */
+  get isFenced(): boolean {
+    return this.fenced;
+  }
+
   /** Stops serving but keeps the lease (it lapses unless a restarted frontend opens the volume again). */
   async suspend(): Promise<void> {
     if (this.closed) return;
@@ -637,9 +685,11 @@ export class VolumeSession implements BlockBackend {
   }
 
   private refreshDown(): void {
-    this.down = this.fenced ? eio(`${this.volumeId}: the write lease (epoch ${this.epoch}) was taken over; this session is fenced`)
-      : this.closed ? new BlockError('ESHUTDOWN', `${this.volumeId}: the volume session is closed`)
-        : this.expired ? eio(`${this.volumeId}: the write lease lapsed (the controller cannot be reached)`)
-          : null;
+    this.down = this.handedOver ? eio(`${this.volumeId}: the write lease was handed over to ${this.handingTo}; this session no longer serves`)
+      : this.fenced ? eio(`${this.volumeId}: the write lease (epoch ${this.epoch}) was taken over; this session is fenced`)
+        : this.handingTo ? eio(`${this.volumeId}: the write lease is being handed over to ${this.handingTo}`)
+          : this.closed ? new BlockError('ESHUTDOWN', `${this.volumeId}: the volume session is closed`)
+            : this.expired ? eio(`${this.volumeId}: the write lease lapsed (the controller cannot be reached)`)
+              : null;
   }
 }

@@ -11,12 +11,12 @@ import {
   LeaseLost, type BlockEntry, type MapSource, type NodeAddress, type ReplicaChange, type VolumeMap,
 } from '../../../src/storage/frontend/map.js';
 
-export type MapOp = 'open' | 'renew' | 'allocate' | 'update' | 'discard' | 'addLocation' | 'removeLocation' | 'release';
+export type MapOp = 'open' | 'renew' | 'allocate' | 'update' | 'discard' | 'addLocation' | 'removeLocation' | 'release' | 'handover';
 
 export type LogEntry =
   | { seq: number; op: 'allocate' | 'discard'; blocks: number[] }
   | { seq: number; op: 'update'; changes: ReplicaChange[] }
-  | { seq: number; op: 'open' | 'renew' | 'release'; epoch: number }
+  | { seq: number; op: 'open' | 'renew' | 'release' | 'handover'; epoch: number }
   | { seq: number; op: 'addLocation' | 'removeLocation'; nodeId: string }
   | { seq: number; op: 'refused'; call: MapOp; error: string }
   | { seq: number; op: 'event'; name: string; detail?: unknown };
@@ -172,6 +172,13 @@ export class MemoryMap implements MapSource {
     await this.enter('release', volumeId, epoch);
     this.held = false;
     this.log.push({ seq: ++this.seq, op: 'release', epoch });
+  }
+
+  /** The next holder is not modelled: the lease moves on (the next epoch), as with takeOver(). */
+  async handover(volumeId: string, epoch: number): Promise<void> {
+    await this.enter('handover', volumeId, epoch);
+    this.epoch++;
+    this.log.push({ seq: ++this.seq, op: 'handover', epoch });
   }
 
   // --- internals ------------------------------------------------------------------------------

@@ -22,8 +22,16 @@ export function hostCommands(program: Command): void {
       await c.call('setHostPool', { hostId, pool: { pool, tenantId: o.tenant } });
       c.done(`${hostId} is ${pool}${o.tenant ? ` to ${o.tenant}` : ''}`);
     }));
-  asyncOptions(host.command('drain').description('live-migrate every VM away from a host; the result names those that cannot move').argument('<host>', 'host id'))
+  asyncOptions(host.command('drain')
+    .description('put a host in maintenance and live-migrate every VM away (the controller\'s --drain-concurrency at once); '
+      + 'the result lists the VMs moved and those that cannot move, with the reason, so their owners can be asked to stop them')
+    .argument('<host>', 'host id'))
     .action(act(async (c, [hostId]) => c.submit('drainHost', { hostId })));
+  host.command('undrain').description('take a drained host out of maintenance: it takes new VMs again').argument('<host>', 'host id')
+    .action(act(async (c, [hostId]) => {
+      await c.call('setHostMaintenance', { hostId, maintenance: false });
+      c.done(`${hostId} takes new VMs again`);
+    }));
   host.command('set-edge').description('wire a host to a port of an edge switch of its zone')
     .argument('<host>', 'host id').argument('<edge>', 'edge id (edge-…)')
     .requiredOption('--port <port>', 'the edge\'s port (interface) toward the host')

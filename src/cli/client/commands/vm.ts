@@ -44,10 +44,14 @@ export function vmCommands(program: Command): void {
     .action(act(async (c, [vmId], o) => c.submit('powerOffVm', { vmId, force: o.force === true })));
   asyncOptions(vm.command('reset').description('hard-reset a running VM').argument('<vm>', 'VM id'))
     .action(act(async (c, [vmId]) => c.submit('resetVm', { vmId })));
-  asyncOptions(vm.command('migrate').description('live-migrate a running VM; the scheduler picks the host unless told').argument('<vm>', 'VM id')
-    .option('--host <host>', 'destination host id (host-…)')
-    .option('--zone <zone>', 'destination zone'))
-    .action(act(async (c, [vmId], o) => c.submit('migrateVm', { vmId, target: { host: o.host, zone: o.zone } })));
+  asyncOptions(vm.command('migrate')
+    .description('live-migrate a running VM without stopping it; the scheduler picks the host unless told. The dirty rate is measured first: '
+      + 'a VM predicted not to converge is refused with the numbers. Progress shows each pre-copy pass; `kumo request cancel` rolls back')
+    .argument('<vm>', 'VM id')
+    .option('--host <host>', 'destination host id (host-…, admin)')
+    .option('--zone <zone>', 'destination zone (default: the VM\'s current zone)')
+    .option('--follow-storage', 'after a move to another zone, copy each volume to a storage node there and drop the far copies'))
+    .action(act(async (c, [vmId], o) => c.submit('migrateVm', { vmId, target: { host: o.host, zone: o.zone, followStorage: o.followStorage === true ? true : undefined } })));
   asyncOptions(vm.command('restore').description('write an image onto the system volume of a stopped VM').argument('<vm>', 'VM id').argument('<image>', 'image id (img-…) or name, e.g. tiny-linux'))
     .action(act(async (c, [vmId, image]) => c.submit('restoreImage', { vmId, imageId: await imageId(c, image) })));
 

@@ -106,6 +106,13 @@ export interface MigrationStats {
   [more: string]: unknown;
 }
 
+/** QAPI SocketAddress; `port` is a string (a service name is allowed). */
+export type SocketAddress =
+  | { type: 'inet'; host: string; port: string; ipv4?: boolean; ipv6?: boolean }
+  | { type: 'unix'; path: string }
+  | { type: 'vsock'; cid: string; port: string }
+  | { type: 'fd'; str: string };
+
 export interface MigrationInfo {
   /** Absent before the first migration on this QEMU. */
   status?: MigrationStatus;
@@ -118,6 +125,8 @@ export interface MigrationInfo {
   'cpu-throttle-percentage'?: number;
   'error-desc'?: string;
   'blocked-reasons'?: string[];
+  /** Destination only: where migrate-incoming listens (the real port of a `:0` URI). */
+  'socket-address'?: SocketAddress[];
   [more: string]: unknown;
 }
 
