@@ -8,7 +8,7 @@
  *   1, 2, 3… to /var/lib/kumo/counter, fsyncs, and prints `KUMO-COUNTER n=<n>` on ttyS0;
  * - `kumo.dirty_mib=N` (and `kumo.dirty_ms=M`, pause between sweeps, default 0) keeps rewriting
  *   N MiB of RAM with changing non-zero data (a guest that dirties memory, for live migration) and
- *   prints `KUMO-DIRTY mib=<N>` on ttyS0 once it runs;
+ *   prints `KUMO-DIRTY mib=<N>` on ttyS0 once it runs (N+1 MiB of tmpfs: a 128 MiB guest fits ~40, not 64);
  * - executables in /etc/kumo/boot.d/ run, in name order, before the marker (metadata goes there).
  * Written as template literals: every shell `\${` is escaped.
  */
@@ -47,6 +47,7 @@ kumo_dirty() {
 	ms=\${2:-0}
 	d=/run/kumo-dirty
 	case "$mib$ms" in '' | *[!0-9]*) kumo_say "kumo: bad kumo.dirty_mib/kumo.dirty_ms"; return 2 ;; esac
+	[ "$mib" -gt 0 ] || return 0
 	mkdir -p $d && mount -t tmpfs -o size=$((mib + 2))m kumo-dirty $d || return 1
 	head -c 1048576 /dev/urandom > $d/seed || return 1
 	seeds=

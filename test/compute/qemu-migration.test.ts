@@ -271,6 +271,13 @@ describe('QEMU live migration (real QEMU, TCG)', { concurrency: true }, () => {
       say(`b: dirty rate ${(rate / MIB).toFixed(1)} MiB/s`);
       assert.ok(rate > slow.maxBandwidthBytes, `dirty rate ${rate} B/s is above the bandwidth`);
 
+      // A destination stopped while it waits goes quietly, taps and all.
+      await hostB.migration.prepareIncoming(s, '127.0.0.1');
+      const waiting = (await hostB.pidOf(vmId))!;
+      await hostB.stop(vmId, { force: false, timeoutMs: 60_000 });
+      assert.ok(!isQemuFor(waiting, vmPaths(runB, vmId).pidfile));
+      if (canTap) assert.equal(await tapsOf(s, 1), false);
+
       const { uri } = await hostB.migration.prepareIncoming(s, '127.0.0.1');
       const dstPid = (await hostB.pidOf(vmId))!;
       const progress: MigrationProgress[] = [];
@@ -293,6 +300,7 @@ describe('QEMU live migration (real QEMU, TCG)', { concurrency: true }, () => {
       }
       await hostA.stop(vmId, { force: true, timeoutMs: 1000 });
       assert.equal(findQemu(vmPaths(runA, vmId).pidfile), null);
+      assert.deepEqual(exits.filter((e) => e.includes(vmId)), []);
     });
   });
 });

@@ -30,7 +30,7 @@ export interface MigrationHost {
   setMigrationMark(vmId: string, mark: MigrationMark | null): Promise<void>;
 }
 
-export const POLL_MS = 250;
+const POLL_MS = 250;
 /** How long a cancelled or failed migration may take to let the source run again. */
 const SETTLE_MS = 30_000;
 const MIB = 1024 * 1024;
