@@ -288,5 +288,25 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.alterTable('requests').addColumn('cancel_requested', 'integer', (c) => c.notNull().defaultTo(0)).execute();
       },
     },
+    '0007_guest_config': {
+      // Guest configuration by generations (issue 7): each init call adds one; the metadata service
+      // serves their fold and the guest confirms the generation it applied. Both go with their VM
+      // (cascade), so deallocateVm need not know of them.
+      async up(db: Kysely<any>) {
+        await db.schema.createTable('vm_config_generations')
+          .addColumn('vm_id', 'text', (c) => c.notNull().references('vms.id').onDelete('cascade'))
+          .addColumn('generation', 'integer', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('payload', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('request_id', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('vm_config_generations_pk', ['vm_id', 'generation']).execute();
+        await db.schema.createTable('vm_config_current')
+          .addColumn('vm_id', 'text', (c) => c.primaryKey().references('vms.id').onDelete('cascade'))
+          .addColumn('generation', 'integer', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull()).execute();
+      },
+    },
   };
 }

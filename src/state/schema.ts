@@ -146,6 +146,16 @@ export interface EventRow { seq: Generated<number>; tenant_id: string | null; ki
 
 export interface SettingRow { key: string; value: string }
 
+/** One change of a VM's guest configuration by an init method (`kind`), in order of `generation`.
+ * `payload` is the method's JSON with passwords already crypt-hashed. 'stored': kept for the next
+ * boot of a stopped VM; 'applied': the guest confirmed it. */
+export interface VmConfigGenerationRow {
+  vm_id: string; generation: number; created_at: string; kind: string; payload: string;
+  status: 'pending' | 'applied' | 'stored'; request_id: string;
+}
+/** The newest generation of each VM's guest configuration (what the guest is to converge to). */
+export interface VmConfigCurrentRow { vm_id: string; generation: number; updated_at: string }
+
 export interface Schema {
   zones: ZoneTable; hosts: HostTable; edges: EdgeRow; tenants: TenantRow; api_users: ApiUserRow; vm_types: VmTypeRow;
   vms: VmRow; vm_disks: VmDiskRow; vm_nics: VmNicRow; nic_addresses: NicAddressRow;
@@ -154,7 +164,7 @@ export interface Schema {
   volume_locations: VolumeLocationRow; volume_blocks: VolumeBlockRow; object_replicas: ObjectReplicaRow;
   volume_leases: VolumeLeaseRow; storage_garbage: StorageGarbageRow;
   requests: RequestRow; resource_locks: ResourceLockRow; comments: CommentRow; events: EventRow;
-  settings: SettingRow;
+  settings: SettingRow; vm_config_generations: VmConfigGenerationRow; vm_config_current: VmConfigCurrentRow;
 }
 
 export type Request = Selectable<RequestRow>;
