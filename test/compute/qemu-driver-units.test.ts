@@ -115,7 +115,8 @@ describe('QEMU command line', () => {
       'driver=nbd,node-name=disk1,discard=unmap,server.type=unix,server.path=/run/kumo/nbd.sock,export=vol-2,reconnect-delay=60,cache.direct=on,cache.no-flush=off',
     ]);
     const devs = values(argv, '-device').filter((d) => d.startsWith('virtio-blk'));
-    assert.deepEqual(devs, ['virtio-blk-pci,id=vd0,drive=disk0,bootindex=1', 'virtio-blk-pci,id=vd1,drive=disk1,bootindex=2']);
+    // A fixed geometry (20 and 10 GiB over 16 heads × 63 sectors): QEMU reads nothing from the disk to guess one.
+    assert.deepEqual(devs, ['virtio-blk-pci,id=vd0,drive=disk0,bootindex=1,cyls=41610,heads=16,secs=63', 'virtio-blk-pci,id=vd1,drive=disk1,bootindex=2,cyls=20805,heads=16,secs=63']);
     assert.equal(one(argv, '-boot'), 'strict=on');
     assert.ok(argv.indexOf('-blockdev') < argv.indexOf(devs[0]));
   });

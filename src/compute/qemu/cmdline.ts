@@ -122,6 +122,16 @@ function blockdev(nodeName: string, source: DiskSource): string {
   ].join(',');
 }
 
+/**
+ * A fixed CHS geometry, so QEMU does not read sector 0 to guess one when the device is created: a
+ * live migration's destination exports its volumes before their leases arrive and answers no I/O
+ * until the switch-over, and a guess would block its QEMU from starting.
+ */
+export function geometry(sizeGiB: number): string {
+  const cyls = Math.max(1, Math.min(65535, Math.floor((sizeGiB * 1024 ** 3) / (16 * 63 * 512))));
+  return `cyls=${cyls},heads=16,secs=63`;
+}
+
 /** With the kernel's console on the serial port whatever the caller's append says. */
 export function kernelAppend(append: string): string {
   return /(^|\s)console=ttyS0(\s|,|$)/.test(append) ? append : `console=ttyS0 ${append}`.trim();
@@ -151,7 +161,7 @@ export function buildArgv(spec: LaunchSpec, paths: VmPaths, accel: Accel, opts: 
   disks.forEach((d, i) => {
     const node = `disk${d.slot}`;
     argv.push('-blockdev', blockdev(node, d.source));
-    argv.push('-device', `virtio-blk-pci,id=vd${d.slot},drive=${node},bootindex=${i + 1}`);
+    argv.push('-device', `virtio-blk-pci,id=vd${d.slot},drive=${node},bootindex=${i + 1},${geometry(d.sizeGiB)}`);
   });
   if (spec.kernel) {
     argv.push('-kernel', spec.kernel.path);

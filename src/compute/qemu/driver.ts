@@ -195,6 +195,16 @@ export class QemuDriver implements ComputeDriver {
     return this.withLock(vmId, async () => new QmpCommands(await this.monitorOf(await this.running(vmId))));
   }
 
+  /** Resolves at the VM's next MIGRATION event that ends a migration, or when `signal` aborts. */
+  async migrationSettled(vmId: string, signal: AbortSignal): Promise<void> {
+    this.checkId(vmId);
+    await this.ready;
+    const monitor = await this.withLock(vmId, async () => this.monitorOf(await this.running(vmId)));
+    await monitor.waitForEvent('MIGRATION', {
+      timeoutMs: Infinity, signal, predicate: (ev) => ['completed', 'failed', 'cancelled'].includes(ev.data.status),
+    }).catch(() => undefined);
+  }
+
   /** The pid of a running VM's QEMU, or null. */
   async pidOf(vmId: string): Promise<number | null> {
     this.checkId(vmId);

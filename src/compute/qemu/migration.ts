@@ -8,8 +8,9 @@
  * flushes and inactivates its disks when it completes, and `cont` there (resumeOutgoing, or a
  * cancel that came too late) activates them again.
  *
- * Progress is polled (query-migrate), not taken from events: a poll also notices a QEMU that
- * went away, and it is what a migration adopted after an agent restart has to do anyway.
+ * Progress is polled (query-migrate): a poll also notices a QEMU that went away, and it is what a
+ * migration adopted after an agent restart has to do anyway. The end is also taken from QEMU's
+ * MIGRATION event, so that the switch-over starts at once.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DriverError, type LaunchSpec } from '../driver.js';
@@ -26,6 +27,7 @@ export type MigrationMark = { role: 'incoming'; uri?: string } | { role: 'outgoi
 /** What this module needs from the QEMU driver. */
 export interface MigrationHost {
   qmp(vmId: string): Promise<QmpCommands>;
+  migrationSettled(vmId: string, signal: AbortSignal): Promise<void>;
   launchIncoming(spec: LaunchSpec, listen: (qmp: QmpCommands) => Promise<string>): Promise<string>;
   setMigrationMark(vmId: string, mark: MigrationMark | null): Promise<void>;
 }
@@ -161,7 +163,24 @@ export class QemuMigration implements MigrationSupport {
           `(${mib(p.transferredBytes)} of ${mib(p.totalBytes)} MiB sent, ${mib(p.remainingBytes)} MiB left in pass ${p.passes}${dirtying}, ` +
           `bandwidth ${mib(params.maxBandwidthBytes)} MiB/s)`);
       }
-      await sleep(POLL_MS, undefined, { signal }).catch(() => undefined);
+      await this.nextSample(vmId, signal);
+    }
+  }
+
+  /**
+   * Until the next progress sample, or at once when QEMU's MIGRATION event says the migration
+   * ended: the source sits paused from completion until the switch-over, so every millisecond spent
+   * noticing the completion is added to the guest's pause.
+   */
+  private async nextSample(vmId: string, signal: AbortSignal): Promise<void> {
+    const tick = new AbortController();
+    const onAbort = () => tick.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      await Promise.race([sleep(POLL_MS, undefined, { signal: tick.signal }).catch(() => undefined), this.host.migrationSettled(vmId, tick.signal)]);
+    } finally {
+      tick.abort();
+      signal.removeEventListener('abort', onAbort);
     }
   }
 
