@@ -17,7 +17,7 @@
  *      host, downtime and the other measures reported, the tap follows the VM both ways.
  *   3. B h1 → h3 cancelled during the pre-copy: `cancelled`, B on h1 in the same QEMU, nothing on h3.
  *   4. B h1 → h3 with the destination QEMU killed (-9) during the pre-copy: `failed` saying so, B on h1.
- *   5. A powered off and on again at h1: boot=2 and the counter goes on from its file.
+ *   5. A powered off and on again where it runs (h1): boot=2 and the counter goes on from its file.
  *   6. drainHost h1 (A, B, C on it): all move, h1 is empty and in maintenance; undrain.
  *   7. C to zone-2, by zone, as the tenant.
  * No timing is asserted beyond sanity (downtime below the total); the numbers are printed.
@@ -31,11 +31,19 @@ import { QemuCloud, TINY_TYPE, say, sleep, waitFor, type QemuAgent, type Request
 
 const MiB = 1024 * 1024;
 const BANDWIDTH = 6 * MiB;
-const DIRTY_MIB = 32;
+const DIRTY_MIB = 24;
+/** Between the dirtier's sweeps: still far above BANDWIDTH, and the other guests get some CPU. */
+const DIRTY_PAUSE_MS = 500;
 const COUNTER_IMAGE = 'tiny-counter';
 const DIRTY_IMAGE = 'tiny-dirty';
 const GUARANTEED_TYPE = 'gr.256m';
-const MIGRATE_MS = 180_000;
+const MIGRATE_MS = 100_000;
+/**
+ * The runner kills the file at 900 s (--test-timeout), and `after` would not run: past this, every
+ * process of the cloud is stopped by pid from here instead.
+ */
+const GUARD_MS = 840_000;
+const t0 = Date.now();
 
 const cloud = new QemuCloud('kumo-e2e-migration-');
 const vm = { A: '', B: '', C: '', D: '' };
@@ -71,6 +79,9 @@ function qemuTaps(pid: number): string[] {
   return (procCmdline(pid) ?? []).flatMap((a) => [...a.matchAll(/(?:^|,)ifname=([^,]+)/g)].map((m) => m[1])).sort();
 }
 
+/** True once a progress message shows RAM actually sent ("pass N: X of Y MiB sent", X > 0). */
+const sending = (message: string) => Number(/^pass \d+: ([\d.]+) of/.exec(message)?.[1] ?? 0) > 0;
+
 /** Runs `fn` with every other host in maintenance, so a placement can only pick `host`. */
 async function onlyOn<T>(host: QemuAgent, fn: () => Promise<T>): Promise<T> {
   const others = [...cloud.agents.values()].filter((a) => a !== host);
@@ -102,7 +113,11 @@ async function watch(requestId: string, vmId: string, dest: QemuAgent, onTick?: 
     }
     w.vmStatuses.add((await cloud.vm(vmId)).status);
     if (onTick) await onTick(r);
-    if (Date.now() > until) throw new Error(`migration ${requestId} still ${r.status} after ${MIGRATE_MS} ms: ${r.message}`);
+    if (Date.now() > until) {
+      // Not left running into the next scenario.
+      const c = await cloud.cancel(requestId).catch((e: Error) => ({ status: 0, body: e.message }));
+      throw new Error(`migration ${requestId} still ${r.status} after ${MIGRATE_MS} ms: ${r.message} (cancelled: HTTP ${c.status})`);
+    }
     await sleep(150);
   }
 }
@@ -129,7 +144,6 @@ async function assertStayed(vmId: string, src: QemuAgent, srcPid: number, srcTap
 async function migrateAndCheck(vmId: string, src: QemuAgent, dest: QemuAgent): Promise<MigrateResult> {
   const srcPid = src.qemuPid(vmId);
   assert.ok(srcPid, `${vmId} runs at ${src.name}`);
-  const bootsBefore = boots(await cloud.console(vmId), vmId);
   const destFrom = consoleBytes(dest, vmId).length;
   const c0 = await cloud.counter(vmId);
   const w = await watch(await cloud.migrate(vmId, { host: dest.hostId }), vmId, dest);
@@ -165,7 +179,6 @@ async function migrateAndCheck(vmId: string, src: QemuAgent, dest: QemuAgent): P
   const n = await cloud.counterPast(vmId, Math.max(c0, await cloud.counter(vmId)) + 5, 60_000);
   const here = consoleSince(dest, vmId, destFrom);
   assert.deepEqual(boots(here, vmId), [], `no boot at ${dest.name}: the guest moved, it did not restart`);
-  assert.deepEqual(boots(await cloud.console(vmId), vmId).slice(-1), bootsBefore.slice(-1), 'the boot count is unchanged');
   const last = Math.max(...counters(consoleBytes(src, vmId)));
   const first = Math.min(...counters(here));
   say(`${vmId}: last number at ${src.name} ${last}, first at ${dest.name} ${first}, now ${n}`);
@@ -175,12 +188,18 @@ async function migrateAndCheck(vmId: string, src: QemuAgent, dest: QemuAgent): P
 }
 
 describe('live migration end to end on QEMU (four hosts, two zones)', { timeout: 900_000 }, () => {
+  let guard: NodeJS.Timeout | undefined;
   before(async () => {
+    guard = setTimeout(() => {
+      say('the file is about to be killed by the runner: stopping the cloud now');
+      void cloud.destroy(process.env.KUMO_TEST_KEEP === '1');
+    }, GUARD_MS - (Date.now() - t0));
+    guard.unref();
     say(`starting a controller (migration bandwidth ${BANDWIDTH / MiB} MiB/s), a storage node and a QEMU agent in ${cloud.data}`);
     await cloud.start({
       variants: {
         [COUNTER_IMAGE]: 'kumo.counter=1 kumo.counter_ms=200',
-        [DIRTY_IMAGE]: `kumo.counter=1 kumo.counter_ms=200 kumo.dirty_mib=${DIRTY_MIB}`,
+        [DIRTY_IMAGE]: `kumo.counter=1 kumo.counter_ms=200 kumo.dirty_mib=${DIRTY_MIB} kumo.dirty_ms=${DIRTY_PAUSE_MS}`,
       },
       vmTypes: [{ type: GUARANTEED_TYPE, vcpus: 1, memoryMiB: 256, systemDiskGiB: 1, resourceType: 'guaranteed' }],
       controllerArgs: ['--migration-bandwidth', String(BANDWIDTH)],
@@ -212,6 +231,7 @@ describe('live migration end to end on QEMU (four hosts, two zones)', { timeout:
   });
 
   after(async () => {
+    clearTimeout(guard);
     const left = cloud.qemuPids();
     if (left.length) say(`killing QEMUs by pid: ${left.map((q) => `${q.vmId}@${q.agent}=${q.pid}`).join(', ')}`);
     await cloud.destroy(process.env.KUMO_TEST_KEEP === '1');
@@ -227,7 +247,7 @@ describe('live migration end to end on QEMU (four hosts, two zones)', { timeout:
       say(`${vm.D}: ${w.info.status} ${JSON.stringify(w.info.error)}`);
       assert.equal(w.info.status, 'failed', `${JSON.stringify(w.info)}; progress: ${w.messages.join(' | ')}`);
       assert.equal(w.info.error.code, 4, 'INVALID_STATE');
-      assert.match(w.info.error.message ?? '', /not converge/);
+      assert.match(w.info.error.message ?? '', /not (to )?converge/);
       assert.ok(((w.info.error.message ?? '').match(/\d+(\.\d+)?/g) ?? []).length >= 2, `the reason carries the numbers: ${w.info.error.message}`);
       assert.equal(w.destPids.size, 0, 'nothing was started at the destination');
       await assertStayed(vm.D, h1, pid, taps, h2);
@@ -251,7 +271,7 @@ describe('live migration end to end on QEMU (four hosts, two zones)', { timeout:
     const rid = await cloud.migrate(vm.B, { host: h3.hostId });
     let cancelledAt = '';
     const w = await watch(rid, vm.B, h3, async (r) => {
-      if (cancelledAt || !/^pass \d+/.test(r.message) || h3.qemuPid(vm.B) === null) return;
+      if (cancelledAt || !sending(r.message) || h3.qemuPid(vm.B) === null) return;
       cancelledAt = r.message;
       const c = await cloud.cancel(rid);
       assert.equal(c.status, 204, JSON.stringify(c.body));
@@ -270,7 +290,7 @@ describe('live migration end to end on QEMU (four hosts, two zones)', { timeout:
     let killed = 0;
     const w = await watch(await cloud.migrate(vm.B, { host: h3.hostId }), vm.B, h3, async (r) => {
       const dest = h3.qemuPid(vm.B);
-      if (killed || !/^pass \d+/.test(r.message) || dest === null) return;
+      if (killed || !sending(r.message) || dest === null) return;
       killed = dest;
       process.kill(dest, 'SIGKILL');
     });
@@ -282,17 +302,18 @@ describe('live migration end to end on QEMU (four hosts, two zones)', { timeout:
     await assertStayed(vm.B, h1, pid, taps, h3);
   });
 
-  it('power-off and power-on after the migrations: the disk kept every write (boot=2, the counter goes on from its file)', { timeout: 300_000 }, async () => {
+  it('power-off and power-on at the host it was migrated to: the disk kept every write (boot=2, the counter goes on from its file)', { timeout: 300_000 }, async () => {
     requireBooted();
+    const host = cloud.agentOf((await cloud.vm(vm.A)).host);
     await cloud.run(vm.A, 'power-off');
-    const text = consoleBytes(h1, vm.A);
+    const text = consoleBytes(host, vm.A);
     const last = Math.max(...counters(text));
     const from = text.length;
-    await onlyOn(h1, () => cloud.run(vm.A, 'power-on'));
-    assert.equal((await cloud.vm(vm.A)).host, h1.hostId);
+    await onlyOn(host, () => cloud.run(vm.A, 'power-on'));
+    assert.equal((await cloud.vm(vm.A)).host, host.hostId);
     assert.equal(await cloud.waitBoot(vm.A, 2), 2);
     await cloud.counterPast(vm.A, last + 2);
-    const first = Math.min(...counters(consoleSince(h1, vm.A, from)));
+    const first = Math.min(...counters(consoleSince(host, vm.A, from)));
     say(`${vm.A} stopped at ${last} and went on at ${first} after its reboot`);
     // The counter prints after fsyncing, so the file may hold one more than was printed.
     assert.ok(first === last + 1 || first === last + 2, `${vm.A} goes on right after ${last}, not at ${first}`);
@@ -312,7 +333,7 @@ describe('live migration end to end on QEMU (four hosts, two zones)', { timeout:
       if (r.message && messages.at(-1) !== r.message) messages.push(r.message);
       if (!seenMaintenance) seenMaintenance = (await cloud.hostInfo(h1.hostId)).maintenance;
       return ['queued', 'running'].includes(r.status) ? null : r;
-    }, 300_000, 300);
+    }, 200_000, 300);
     say(`drain of h1: ${done.status} ${JSON.stringify(done.result)} ${JSON.stringify(done.error)}; progress: ${messages.join(' | ')}`);
     assert.equal(done.status, 'succeeded', JSON.stringify(done));
     const result = done.result as { moved: (string | { vmId: string })[]; cannotMove: unknown[] };

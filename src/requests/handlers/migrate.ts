@@ -207,7 +207,8 @@ export function migrateHandlers(d: MigrateDeps): Record<string, Handler> {
       if (e instanceof RequestCancelled) throw e;
       if (e instanceof MigrationError) {
         const why = e.kind === 'timeout' ? `did not complete within ${cfg.completionTimeoutMs / 1000} s (the completion timeout)` : e.message;
-        throw invalidState(`live migration of ${vm.id} to ${dest.name} ${e.kind === 'timeout' ? why : `failed: ${why}`}; it runs on at ${src.name}`);
+        const where = /runs on at the source/.test(why) ? '' : `; it runs on at ${src.name}`;
+        throw invalidState(`live migration of ${vm.id} to ${dest.name} ${e.kind === 'timeout' ? why : `failed: ${why}`}${where}`);
       }
       throw e instanceof KumoError ? e : agentFault(`migrating ${vm.id} to ${dest.name}`, src, e);
     }
