@@ -19,10 +19,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { LaunchSpec } from '../../src/compute/driver.js';
 import { MigrationError, type MigrationParams, type MigrationProgress } from '../../src/compute/migration.js';
 import { vmPaths } from '../../src/compute/qemu/cmdline.js';
-import { QemuDriver, type DriverLog } from '../../src/compute/qemu/driver.js';
+import { QemuDriver } from '../../src/compute/qemu/driver.js';
 import { findQemu, isQemuFor, signal } from '../../src/compute/qemu/process.js';
 import { tapExists, tapName } from '../../src/compute/qemu/taps.js';
 import { buildTinyImage, type BuildTinyResult } from '../../src/guest/build-tiny.js';
+import { testLog } from '../helpers/driver-log.js';
 
 const cacheDir = process.env.KUMO_CACHE ?? join(tmpdir(), 'kumo-guest-cache');
 const canTap = process.getuid?.() === 0 && existsSync('/dev/net/tun');
@@ -39,14 +40,6 @@ const exits: string[] = [];
 const vmIds: string[] = [];
 const t0 = Date.now();
 const say = (s: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${s}`);
-
-function testLog(tag: string): DriverLog {
-  const verbose = process.env.KUMO_TEST_LOG === '1';
-  const out = (level: string) => (obj: object, msg: string) => {
-    if (verbose || level === 'error') console.log(`${tag} ${level} ${msg} ${JSON.stringify(obj)}`);
-  };
-  return { debug: verbose ? out('debug') : () => undefined, info: out('info'), warn: out('warn'), error: out('error') };
-}
 
 function spec(append: string, mac: string): LaunchSpec {
   const vmId = `vm-${randomBytes(6).toString('hex')}`;
