@@ -137,7 +137,9 @@ export class QemuMigration implements MigrationSupport {
       } catch (e) {
         this.log.error({ vmId, error: (e as Error).message }, 'migration progress listener threw');
       }
-      if (last.status === 'completed') {
+      // A QEMU that itself arrived by migration reports that incoming migration as `completed` until
+      // its outgoing one has left the NONE state; only the outgoing side's completion has total-time.
+      if (last.status === 'completed' && last['total-time'] !== undefined) {
         // The guest now lives in the destination's QEMU: this one's end must not be reported.
         await this.host.setMigrationMark(vmId, { role: 'outgoing' })
           .catch((e) => this.log.warn({ vmId, error: (e as Error).message }, 'cannot mark the source as migrated away'));
