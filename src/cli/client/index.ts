@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { edgeCommands } from './commands/edge.js';
 import { hostCommands } from './commands/host.js';
+import { initCommands } from './commands/init.js';
 import { netCommands } from './commands/net.js';
 import { imageCommands, requestCommands } from './commands/request.js';
 import { tenantCommands } from './commands/tenant.js';
@@ -19,8 +20,9 @@ export function clientCommands(program: Command): void {
   zoneCommands(program);
   edgeCommands(program);
   tenantCommands(program);
+  initCommands(program);
   program.addHelpText('after', `
-Client commands (vm, net, vol, image, request, host, zone, edge, tenant, quota, comment) talk to a
+Client commands (vm, net, vol, image, request, host, zone, edge, tenant, init, quota, comment) talk to a
 controller's REST API. They find it and their API user in, first to last:
   --url, --user, --key               flags of the command
   KUMO_URL, KUMO_USER, KUMO_KEY      environment

@@ -17,7 +17,7 @@ async function input(file: string): Promise<Buffer> {
 const text = async (file: string) => (await input(file)).toString('utf8');
 
 export function initCommands(program: Command): void {
-  const init = group(program, 'init', 'configure a guest through the metadata service: addresses, network, users, firewall, sshd, files');
+  const init = group(program, 'init', 'configure a guest through the metadata service: addresses, network, users, firewall, sshd, files (input is checked today; delivery to the guest is not available yet and each command says so)');
   const cmd = (name: string, description: string) => asyncOptions(init.command(name).description(`${description}; ends once the guest applied it (a stopped VM: once stored)`));
 
   cmd('set-ip', 'give a NIC an address').argument('<vm>', 'VM id').argument('<slot>', 'NIC slot', int).argument('<address>', 'ip/prefix, e.g. 10.0.0.5/20')
