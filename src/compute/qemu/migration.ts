@@ -188,9 +188,15 @@ export class QemuMigration implements MigrationSupport {
 
   async resumeIncoming(vmId: string): Promise<void> {
     const qmp = await this.host.qmp(vmId);
-    const state = (await qmp.queryStatus()).status;
-    // `cont` while still inmigrate would only make QEMU start the guest whenever the state arrives.
-    if (state === 'inmigrate') throw new DriverError(vmId, `the incoming migration of ${vmId} has not completed`);
+    // The source reports completion as soon as it has sent the last bytes; the destination may still
+    // be loading them. `cont` while inmigrate would only make QEMU start the guest whenever they arrive.
+    const deadline = Date.now() + SETTLE_MS;
+    let state = (await qmp.queryStatus()).status;
+    while (state === 'inmigrate') {
+      if (Date.now() > deadline) throw new DriverError(vmId, `the incoming migration of ${vmId} has not completed ${SETTLE_MS} ms on`);
+      await sleep(10);
+      state = (await qmp.queryStatus()).status;
+    }
     if (state !== 'running') await qmp.cont();
     await this.waitRunning(vmId);
     await qmp.announceSelf(ANNOUNCE);
