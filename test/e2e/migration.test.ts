@@ -357,17 +357,27 @@ describe('live migration end to end on QEMU (four hosts, two zones)', { timeout:
     assert.equal((await cloud.hostInfo(h1.hostId)).maintenance, false, 'undrained');
   });
 
-  it('across zones: the tenant moves a guest to zone-2 by naming the zone; it goes on counting there', { timeout: 240_000 }, async () => {
+  it('across zones with followStorage: the guest moves to zone-2 by naming the zone, its disk follows to a node there while it counts', { timeout: 240_000 }, async () => {
     requireBooted();
     const src = cloud.agentOf((await cloud.vm(vm.C)).host);
+    const volume = await cloud.systemVolume(vm.C);
+    const before = await cloud.locations(volume);
+    assert.deepEqual(before.map((l) => l.zone), ['zone-1'], 'one copy, in zone-1');
+    const near = await cloud.startStorageNode('z2-storage', 'zone-2');
     const c0 = await cloud.counter(vm.C);
-    const w = await watch(await cloud.migrate(vm.C, { zone: 'zone-2' }), vm.C, z2);
+    const w = await watch(await cloud.migrate(vm.C, { zone: 'zone-2', followStorage: true }), vm.C, z2);
     say(`${vm.C} ${src.name} → zone-2: ${w.info.status} ${JSON.stringify(w.info.result ?? w.info.error)}`);
     assert.equal(w.info.status, 'succeeded', `${JSON.stringify(w.info.error)} ${w.info.message}`);
     const v = await cloud.vm(vm.C);
     assert.deepEqual([v.status, v.host, v.zone], ['running', z2.hostId, 'zone-2']);
     assert.ok(z2.qemuPid(vm.C));
     await waitFor(`${vm.C}'s QEMU at ${src.name} to be gone`, async () => src.qemuPid(vm.C) === null, 30_000, 250);
+    const moved = (w.info.result as { storage: { volumes: { volumeId: string; added: string[]; removed: string[] }[] } }).storage.volumes;
+    assert.deepEqual(moved.find((x) => x.volumeId === volume), { volumeId: volume, added: [near.nodeId], removed: [before[0].nodeId] });
+    // The copy in zone-2 is now the only one, complete, and takes the guest's writes.
+    const after = await cloud.locations(volume);
+    assert.deepEqual(after.map((l) => [l.nodeId, l.zone, l.outOfSync, l.syncing]), [[near.nodeId, 'zone-2', 0, 0]]);
+    assert.ok(after[0].inSync > 0);
     await cloud.counterPast(vm.C, Math.max(c0, await cloud.counter(vm.C)) + 5, 60_000);
     assert.deepEqual(boots(consoleBytes(z2, vm.C), vm.C), [], 'no boot in zone-2');
   });
