@@ -64,7 +64,7 @@ export class AgentClient {
    */
   relocate(host: HostRow, volumeId: string, body: RelocateBody,
     onProgress: (p: RelocateProgress) => Promise<void> | void): Promise<RelocateResult> {
-    return this.stream<RelocateEvent, RelocateResult>(host, AGENT_PATHS.relocate(host.id, volumeId), body, this.opts.attempts, (e) => {
+    return this.stream<RelocateEvent, RelocateResult>(host, AGENT_PATHS.relocate(host.id, volumeId), body, this.opts.attempts, undefined, (e) => {
       if ('error' in e) throw new AgentError(`agent of ${host.name} (${host.agent_url}): ${e.error}`, false, false, e.error);
       if ('result' in e) return { done: e.result };
       return { progress: () => onProgress(e.progress) };
@@ -76,8 +76,8 @@ export class AgentClient {
    * retried: a broken stream makes the agent cancel the migration, and the VM runs on at the source.
    * A migration QEMU did not complete ends in MigrationError with its kind.
    */
-  migrate(host: HostRow, vmId: string, body: MigrateBody, onProgress: (p: MigrationProgress) => Promise<void> | void): Promise<MigrationOutcome> {
-    return this.stream<MigrateEvent, MigrationOutcome>(host, AGENT_PATHS.migrate(host.id, vmId), body, 1, (e) => {
+  migrate(host: HostRow, vmId: string, body: MigrateBody, onProgress: (p: MigrationProgress) => Promise<void> | void, signal?: AbortSignal): Promise<MigrationOutcome> {
+    return this.stream<MigrateEvent, MigrationOutcome>(host, AGENT_PATHS.migrate(host.id, vmId), body, 1, signal, (e) => {
       if ('error' in e) throw new MigrationError(vmId, e.kind, e.error);
       if ('result' in e) return { done: e.result };
       return { progress: () => onProgress(e.progress) };
@@ -98,9 +98,9 @@ export class AgentClient {
   /**
    * POSTs `body` and reads the NDJSON answer line by line: `handle` turns a line into progress to
    * report or the final value (or throws). The timeout applies to silence, not to the whole
-   * operation, which may take as long as a copy or a migration takes.
+   * operation, which may take as long as a copy or a migration takes; `signal` hangs up.
    */
-  private async stream<E, R>(host: HostRow, path: string, body: unknown, attempts: number,
+  private async stream<E, R>(host: HostRow, path: string, body: unknown, attempts: number, signal: AbortSignal | undefined,
     handle: (e: E) => { done: R } | { progress: () => Promise<void> | void }): Promise<R> {
     const who = `agent of ${host.name} (${host.agent_url})`;
     let last: AgentError | null = null;
@@ -112,7 +112,7 @@ export class AgentClient {
       try {
         const res = await fetch(host.agent_url + path, {
           method: 'POST', headers: { authorization: `Bearer ${host.node_token}`, 'content-type': 'application/json' },
-          body: JSON.stringify(body), signal: ac.signal,
+          body: JSON.stringify(body), signal: signal ? AbortSignal.any([ac.signal, signal]) : ac.signal,
         });
         if (!res.ok || !res.body) {
           const text = await res.text();

@@ -72,6 +72,8 @@ export class RequestEngine {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    // Its handlers learn at once that the request is no longer theirs, as if this controller had died.
+    for (const a of this.running.values()) a.abort();
     await this.ticking;
   }
 

@@ -119,6 +119,33 @@ forEachDb('live migration and drains on sim hosts', (env) => {
     drivers[0].setDirtyRate(vm, 0);
   });
 
+  it('a controller restart during the pre-copy: the resumed request undoes the half-done migration and completes it', async () => {
+    const [vm] = await bootOnFirst(1);
+    drivers[0].setDirtyRate(vm, 64 * MiB);
+    try {
+      const id = await s().vms.migrate(t, vm, {});
+      for (let i = 0; ; i++) {
+        const r = await s().requests.get(t, id);
+        if (r.status === 'running' && /pass \d+/.test(r.message)) break;
+        assert.ok(i < 200 && r.status === 'queued' || r.status === 'running', `the migration never reached its pre-copy: ${JSON.stringify(r)}`);
+        await sleep(50);
+      }
+      await cloud.restartEngine();
+      const r = await cloud.finish(t, id, 60);
+      assert.equal(r.status, 'succeeded', JSON.stringify(r));
+      const to = (r.result as { host: string }).host;
+      assert.notEqual(to, hostIds[0]);
+      assert.equal(await onHost(vm), to);
+      // One copy of the VM runs, at its new host; neither the first destination nor the source kept one.
+      const running = await Promise.all(drivers.map((d) => d.list().then((l) => l.some((v) => v.vmId === vm))));
+      assert.deepEqual(running, hostIds.map((h) => h === to));
+      const row = await env.db.k.selectFrom('vms').select(['status', 'migration_host_id']).where('id', '=', vm).executeTakeFirstOrThrow();
+      assert.deepEqual(row, { status: 'running', migration_host_id: null });
+    } finally {
+      drivers[0].setDirtyRate(vm, 0);
+    }
+  });
+
   it('drains a host: a VM that cannot move is listed with the reason; once it can, the host ends empty and in maintenance', async () => {
     // Whatever earlier cases left on sim-1 is drained with the three booted here.
     const [stuck] = await bootOnFirst(3);

@@ -86,17 +86,32 @@ export class InProcessCloud {
     const host = await this.s.db.k.selectFrom('hosts').select('id').where('name', '=', hostName).executeTakeFirstOrThrow();
     this.hostId = host.id;
     await this.s.events.start(50);
+    this.storage = new ControllerStorage(this.s, `test-${hostName}`, silent);
+    this.owner = `test-${hostName}`;
+    await this.startEngine();
+  }
+
+  private owner = '';
+
+  /** The controller's request engine and handlers; restartEngine() stands for a controller restart. */
+  private async startEngine(): Promise<void> {
     const agents = new AgentClient({ timeoutMs: 10_000, attempts: 1 });
     this.engine = new RequestEngine(this.s.db, this.s.events, {
       ...powerHandlers({ db: this.s.db, events: this.s.events, agents, policy: this.s.policy, metrics: this.s.metrics, gracefulStopMs: 100 }),
-      ...restoreHandlers({ s: this.s, storage: this.storage = new ControllerStorage(this.s, `test-${hostName}`, silent) }),
-      ...locationHandlers({ s: this.s, agents, storage: this.storage }),
-      ...captureHandlers({ s: this.s, storage: this.storage }),
-      ...migrateHandlers({ s: this.s, agents, storage: this.storage, migration: { ...DEFAULT_MIGRATION_POLICY, dirtyRateSampleSeconds: 1, ...this.parts.migration } }),
+      ...restoreHandlers({ s: this.s, storage: this.storage! }),
+      ...locationHandlers({ s: this.s, agents, storage: this.storage! }),
+      ...captureHandlers({ s: this.s, storage: this.storage! }),
+      ...migrateHandlers({ s: this.s, agents, storage: this.storage!, migration: { ...DEFAULT_MIGRATION_POLICY, dirtyRateSampleSeconds: 1, ...this.parts.migration } }),
       ...drainHandlers({ s: this.s, concurrency: 2 }),
-    }, silent, { owner: `test-${hostName}`, pollMs: 50 });
+    }, silent, { owner: this.owner, pollMs: 50 });
     this.s.requests.wake = this.engine.wake;
     await this.engine.start();
+  }
+
+  /** Stops the engine while its requests run (their leases lapse) and starts a new one, which resumes them. */
+  async restartEngine(): Promise<void> {
+    await this.engine?.stop();
+    await this.startEngine();
   }
 
   /** Waits for a request to end and returns what getRequestIdInfo would. */

@@ -116,13 +116,12 @@ export function migrateHandlers(d: MigrateDeps): Record<string, Handler> {
     };
     const cancel = () => void d.agents.migrateCancel(src, vm.id).catch((e: Error) => ctx.log.warn({ err: e.message }, 'could not pass the cancel on'));
     ctx.cancelled.addEventListener('abort', cancel, { once: true });
-    ctx.signal.addEventListener('abort', cancel, { once: true });
     try {
       await ctx.progress(12, `migrating ${vm.id} from ${src.name} to ${dest.name}: ${decision.reason}`);
-      return await d.agents.migrate(src, vm.id, { uri, params: decision.params }, onProgress);
+      // Losing the request (ctx.signal) hangs up, as a dying controller would: the agent cancels.
+      return await d.agents.migrate(src, vm.id, { uri, params: decision.params }, onProgress, ctx.signal);
     } finally {
       ctx.cancelled.removeEventListener('abort', cancel);
-      ctx.signal.removeEventListener('abort', cancel);
     }
   }
 
@@ -202,6 +201,8 @@ export function migrateHandlers(d: MigrateDeps): Record<string, Handler> {
       throwIfCancelled(ctx, 'while the destination was prepared');
       outcome = await precopy(ctx, vm, src, dest, uri, decision);
     } catch (e) {
+      // Another controller runs the request now; what to undo is its call (see resume()).
+      if (ctx.signal.aborted) throw e;
       await rollback(ctx, vm, dest);
       if (e instanceof MigrationError && e.kind === 'cancelled' && ctx.cancelled.aborted) throw new RequestCancelled(`cancelled during the pre-copy; ${vm.id} runs on at ${src.name}`);
       if (e instanceof RequestCancelled) throw e;
