@@ -101,16 +101,33 @@ export class QemuMigration implements MigrationSupport {
 
   async migrateOut(vmId: string, uri: string, params: MigrationParams,
     onProgress: (p: MigrationProgress) => void, signal: AbortSignal): Promise<MigrationOutcome> {
+    if (signal.aborted) throw new MigrationError(vmId, 'cancelled', `migration of ${vmId} was cancelled before it started`);
+    // A QEMU that itself arrived by migration goes on reporting that incoming migration as
+    // `completed` (with figures) until the outgoing one leaves QEMU's NONE state, so an end counts only
+    // once this migration has shown itself: under way in a poll, or ended in a MIGRATION event.
+    let seen = false;
+    const watching = new AbortController();
+    // A VM that is gone fails in follow()'s own QMP calls.
+    const ended = this.host.migrationSettled(vmId, watching.signal).then(() => { seen = true; }, () => undefined);
+    try {
+      return await this.follow(vmId, uri, params, onProgress, signal, ended, () => seen, () => { seen = true; });
+    } finally {
+      watching.abort();
+    }
+  }
+
+  private async follow(vmId: string, uri: string, params: MigrationParams, onProgress: (p: MigrationProgress) => void,
+    signal: AbortSignal, ended: Promise<void>, seen: () => boolean, see: () => void): Promise<MigrationOutcome> {
     const t0 = Date.now();
     const deadline = t0 + params.completionTimeoutMs;
     const fail = (e: unknown) => new MigrationError(vmId, 'failed', `migration of ${vmId} failed: ${(e as Error).message}`);
-    if (signal.aborted) throw new MigrationError(vmId, 'cancelled', `migration of ${vmId} was cancelled before it started`);
     try {
       const qmp = await this.host.qmp(vmId);
       const [state, current] = await Promise.all([qmp.queryStatus(), qmp.queryMigrate()]);
       // A repeated call: the migration this agent (or its predecessor) began is followed, not restarted.
       if (state.status === 'postmigrate' && current.status === 'completed') return outcome(current, 0);
       if (UNDER_WAY.has(current.status)) {
+        see();
         this.log.info({ vmId, status: current.status }, 'following the outgoing migration already under way');
       } else {
         await qmp.migrateSetCapabilities({ events: true, 'auto-converge': params.autoConverge, 'pause-before-switchover': false });
@@ -137,9 +154,8 @@ export class QemuMigration implements MigrationSupport {
       } catch (e) {
         this.log.error({ vmId, error: (e as Error).message }, 'migration progress listener threw');
       }
-      // A QEMU that itself arrived by migration reports that incoming migration as `completed` until
-      // its outgoing one has left the NONE state; only the outgoing side's completion has total-time.
-      if (last.status === 'completed' && last['total-time'] !== undefined) {
+      if (UNDER_WAY.has(last.status)) see();
+      if (last.status === 'completed' && seen()) {
         // The guest now lives in the destination's QEMU: this one's end must not be reported.
         await this.host.setMigrationMark(vmId, { role: 'outgoing' })
           .catch((e) => this.log.warn({ vmId, error: (e as Error).message }, 'cannot mark the source as migrated away'));
@@ -147,7 +163,7 @@ export class QemuMigration implements MigrationSupport {
         this.log.info({ vmId, ...result }, 'outgoing migration completed');
         return result;
       }
-      if (last.status === 'failed' || last.status === 'cancelled') {
+      if ((last.status === 'failed' || last.status === 'cancelled') && seen()) {
         const why = last.status === 'failed' ? last['error-desc'] ?? 'QEMU gave no reason' : 'cancelled outside kumo';
         try {
           await this.runAtSource(vmId);
@@ -165,7 +181,7 @@ export class QemuMigration implements MigrationSupport {
           `(${mib(p.transferredBytes)} of ${mib(p.totalBytes)} MiB sent, ${mib(p.remainingBytes)} MiB left in pass ${p.passes}${dirtying}, ` +
           `bandwidth ${mib(params.maxBandwidthBytes)} MiB/s)`);
       }
-      await this.nextSample(vmId, signal);
+      await this.nextSample(signal, ended);
     }
   }
 
@@ -174,12 +190,12 @@ export class QemuMigration implements MigrationSupport {
    * ended: the source sits paused from completion until the switch-over, so every millisecond spent
    * noticing the completion is added to the guest's pause.
    */
-  private async nextSample(vmId: string, signal: AbortSignal): Promise<void> {
+  private async nextSample(signal: AbortSignal, ended: Promise<void>): Promise<void> {
     const tick = new AbortController();
     const onAbort = () => tick.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      await Promise.race([sleep(POLL_MS, undefined, { signal: tick.signal }).catch(() => undefined), this.host.migrationSettled(vmId, tick.signal)]);
+      await Promise.race([sleep(POLL_MS, undefined, { signal: tick.signal }).catch(() => undefined), ended]);
     } finally {
       tick.abort();
       signal.removeEventListener('abort', onAbort);
