@@ -69,6 +69,7 @@ import type { MigrationInfo } from '../src/compute/qemu/qmp/index.js';
 import { predictPrecopy, type PrecopyPrediction } from '../src/core/precopy.js';
 import { buildTinyImage, type BuildTinyResult } from '../src/guest/build-tiny.js';
 import { QemuCloud, TINY_TYPE, type QemuAgent, type RequestInfo } from '../test/e2e/support.js';
+import { say } from '../test/helpers/say.js';
 
 const MiB = 1024 * 1024;
 const BANDWIDTH = 32 * MiB;
@@ -117,7 +118,6 @@ function table(head: string[], rows: string[][]): void {
 }
 
 const t0 = Date.now();
-const say = (s: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${s}`);
 
 // ------------------------------------------------------------------ part 1: two drivers
 

@@ -24,6 +24,7 @@ import { findQemu, isQemuFor, procCmdline, signal } from '../../src/compute/qemu
 import { tapExists, tapName } from '../../src/compute/qemu/taps.js';
 import { buildTinyImage, type BuildTinyResult } from '../../src/guest/build-tiny.js';
 import { testLog } from '../helpers/driver-log.js';
+import { say } from '../helpers/say.js';
 
 const cacheDir = process.env.KUMO_CACHE ?? join(tmpdir(), 'kumo-guest-cache');
 const canTap = process.getuid?.() === 0 && existsSync('/dev/net/tun');
@@ -33,8 +34,6 @@ const work = mkdtempSync(join(tmpdir(), 'kumo-qemu-driver-'));
 let img: BuildTinyResult;
 const runDirs: string[] = [];
 const drivers: QemuDriver[] = [];
-const t0 = Date.now();
-const say = (s: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${s}`);
 
 function newDriver(runDir: string, tag: string): QemuDriver {
   const d = new QemuDriver({ runDir, accel: 'tcg', log: testLog(tag) });

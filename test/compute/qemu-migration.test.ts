@@ -24,6 +24,7 @@ import { findQemu, isQemuFor, signal } from '../../src/compute/qemu/process.js';
 import { tapExists, tapName } from '../../src/compute/qemu/taps.js';
 import { buildTinyImage, type BuildTinyResult } from '../../src/guest/build-tiny.js';
 import { testLog } from '../helpers/driver-log.js';
+import { say } from '../helpers/say.js';
 
 const cacheDir = process.env.KUMO_CACHE ?? join(tmpdir(), 'kumo-guest-cache');
 const canTap = process.getuid?.() === 0 && existsSync('/dev/net/tun');
@@ -38,8 +39,6 @@ let hostA: QemuDriver;
 let hostB: QemuDriver;
 const exits: string[] = [];
 const vmIds: string[] = [];
-const t0 = Date.now();
-const say = (s: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${s}`);
 
 function spec(append: string, mac: string): LaunchSpec {
   const vmId = `vm-${randomBytes(6).toString('hex')}`;

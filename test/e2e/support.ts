@@ -29,6 +29,7 @@ import { Cloud, rest, type Creds } from '../helpers/cloud.js';
 import { Images } from '../../src/services/images.js';
 import { SYSTEM } from '../../src/services/principal.js';
 import { openDb } from '../../src/state/db.js';
+import { say } from '../helpers/say.js';
 
 export const BOOT_MS = 240_000; // a TCG boot on two loaded cores can take minutes; this is a wait, not a measure
 export const TINY_IMAGE = 'tiny-linux';
@@ -46,9 +47,7 @@ export interface HostInfo { hostId: string; name: string; zone: string; memoryMi
 export interface StorageNodeInfo { nodeId: string; name: string; zone: string; status: string; address: string; lastSeen: string }
 export interface VolumeLocation { nodeId: string; zone: string; inSync: number; syncing: number; outOfSync: number }
 
-const t0 = Date.now();
-/** A progress line with the time since the process started, for long tests and the bench. */
-export const say = (s: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${s}`);
+export { say };
 
 /** Pids of the children of `pid` (one level), from /proc. */
 function childPids(pid: number): number[] {
