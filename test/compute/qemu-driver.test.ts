@@ -24,6 +24,7 @@ import { findQemu, isQemuFor, procCmdline, signal } from '../../src/compute/qemu
 import { tapExists, tapName } from '../../src/compute/qemu/taps.js';
 import { buildTinyImage, type BuildTinyResult } from '../../src/guest/build-tiny.js';
 import { testLog } from '../helpers/driver-log.js';
+import { until } from '../helpers/poll.js';
 import { say } from '../helpers/say.js';
 
 const cacheDir = process.env.KUMO_CACHE ?? join(tmpdir(), 'kumo-guest-cache');
@@ -59,16 +60,6 @@ function spec(vmId: string, over: Partial<LaunchSpec> = {}): LaunchSpec {
     kernel: { path: img.vmlinux, initrd: img.initrd, append: 'console=ttyS0 quiet' },
     ...over,
   };
-}
-
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined | false> | T | undefined | false, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
 }
 
 /** Every process on this host started with this pidfile (to prove nothing ran twice). */

@@ -24,6 +24,7 @@ import { findQemu, isQemuFor, signal } from '../../src/compute/qemu/process.js';
 import { tapExists, tapName } from '../../src/compute/qemu/taps.js';
 import { buildTinyImage, type BuildTinyResult } from '../../src/guest/build-tiny.js';
 import { testLog } from '../helpers/driver-log.js';
+import { until } from '../helpers/poll.js';
 import { say } from '../helpers/say.js';
 
 const cacheDir = process.env.KUMO_CACHE ?? join(tmpdir(), 'kumo-guest-cache');
@@ -51,16 +52,6 @@ function spec(append: string, mac: string): LaunchSpec {
     nics: canTap ? [{ slot: 0, networkId: 'net-x', mac }] : [],
     kernel: { path: img.vmlinux, initrd: img.initrd, append: `console=ttyS0 quiet ${append}` },
   };
-}
-
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined | false> | T | undefined | false, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
 }
 
 const consoleText = async (d: QemuDriver, vmId: string) => (await d.consoleTail(vmId, 1 << 20)).toString('latin1');
