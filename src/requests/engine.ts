@@ -48,8 +48,8 @@ export class RequestCancelled extends Error {
  */
 export class RequestEngine {
   private readonly o: Required<EngineOptions>;
-  private readonly running = new Map<string, AbortController>();
-  private readonly cancels = new Map<string, AbortController>();
+  /** Per running request: `lost` when another controller owns it now, `cancel` when cancelRequest asked. */
+  private readonly running = new Map<string, { lost: AbortController; cancel: AbortController }>();
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
   private again = false;
@@ -73,7 +73,7 @@ export class RequestEngine {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     // Its handlers learn at once that the request is no longer theirs, as if this controller had died.
-    for (const a of this.running.values()) a.abort();
+    for (const r of this.running.values()) r.lost.abort();
     await this.ticking;
   }
 
@@ -126,11 +126,11 @@ export class RequestEngine {
 
   /** Passes cancelRequest's flag to the handlers running here (the flag may come from any controller). */
   private async noticeCancels(): Promise<void> {
-    if (this.cancels.size === 0) return;
+    if (this.running.size === 0) return;
     const asked = await this.db.k.selectFrom('requests').select('id').where('status', '=', 'running')
       .where('owner', '=', this.o.owner).where('cancel_requested', '=', 1).execute();
     for (const r of asked) {
-      const c = this.cancels.get(r.id);
+      const c = this.running.get(r.id)?.cancel;
       if (c && !c.signal.aborted) { this.log.info({ requestId: r.id }, 'cancel requested; rolling back'); c.abort(); }
     }
   }
@@ -166,8 +166,7 @@ export class RequestEngine {
   private run(r: Request, resumed: boolean): void {
     const abort = new AbortController();
     const cancel = new AbortController();
-    this.running.set(r.id, abort);
-    this.cancels.set(r.id, cancel);
+    this.running.set(r.id, { lost: abort, cancel });
     const log = this.log.child({ requestId: r.id, method: r.method, resourceId: r.resource_id });
     const renew = setInterval(() => {
       // A stopped engine lets its leases lapse so that another controller (or its own restart)
@@ -191,7 +190,7 @@ export class RequestEngine {
     void work.then((result) => ({ result }), (error: Error) => ({ error }))
       .then((outcome) => abort.signal.aborted ? undefined : this.finish(r, outcome))
       .catch((e) => log.error({ err: (e as Error).message }, 'could not record the end of a request'))
-      .finally(() => { clearInterval(renew); this.running.delete(r.id); this.cancels.delete(r.id); this.wake(); });
+      .finally(() => { clearInterval(renew); this.running.delete(r.id); this.wake(); });
   }
 
   private async renew(r: Request): Promise<void> {
