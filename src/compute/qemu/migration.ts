@@ -148,6 +148,11 @@ export class QemuMigration implements MigrationSupport {
       } catch (e) {
         throw fail(new Error(`lost the source QEMU: ${(e as Error).message}`));
       }
+      // QEMU announces the end before it has computed total-time and downtime: read them once it has.
+      if (last.status === 'completed' && seen() && (last['total-time'] ?? 0) <= 0) {
+        await sleep(5);
+        continue;
+      }
       maxThrottle = Math.max(maxThrottle, last['cpu-throttle-percentage'] ?? 0);
       try {
         onProgress(migrationProgress(last, Date.now() - t0));
