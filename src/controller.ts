@@ -11,9 +11,11 @@ import { locationHandlers } from './requests/handlers/locations.js';
 import { restoreHandlers } from './requests/handlers/restore.js';
 import { migrateHandlers } from './requests/handlers/migrate.js';
 import { drainHandlers } from './requests/handlers/drain.js';
+import { guestConfigHandlers } from './requests/handlers/guest-config.js';
 import { DEFAULT_MIGRATION_POLICY, type MigrationPolicyConfig } from './services/migration-policy.js';
 import { makePolicy, type Overcommit } from './scheduler/index.js';
 import { Services } from './services/index.js';
+import { loadWriteWhitelist } from './services/write-whitelist.js';
 import { SYSTEM } from './services/principal.js';
 import type { VmType } from './services/vm-types.js';
 import { openDb } from './state/db.js';
@@ -25,6 +27,10 @@ export interface ControllerOptions {
   overcommit?: Partial<Overcommit>; vmTypesFile?: string; gracefulStopMs?: number; leaseMs?: number;
   /** Live-migration policy settings that differ from DEFAULT_MIGRATION_POLICY. */
   migration?: Partial<MigrationPolicyConfig>; drainConcurrency?: number;
+  /** How long a running guest has to confirm an init-API change (default 2 min). */
+  guestConfirmTimeoutMs?: number;
+  /** The operator's writeFile whitelist: a JSON array of glob patterns; default services/write-whitelist.ts. */
+  writeWhitelistFile?: string;
 }
 
 export interface Controller {
@@ -37,7 +43,7 @@ export interface Credentials { xmlrpcUrl: string; restUrl: string; admin: { user
 export async function startController(o: ControllerOptions): Promise<Controller> {
   const db = await openDb(o.db);
   o.log.info({ db: db.describe, name: o.name }, 'state store open');
-  const services = new Services(db, makePolicy({ overcommit: o.overcommit }), o.log);
+  const services = new Services(db, makePolicy({ overcommit: o.overcommit }), o.log, { writeWhitelist: loadWriteWhitelist(o.writeWhitelistFile) });
   services.images.setDataDir(o.dataDir);
   await services.vmTypes.seedDefaults();
   if (o.vmTypesFile) await services.vmTypes.put(SYSTEM, JSON.parse(readFileSync(o.vmTypesFile, 'utf8')) as VmType[]);
@@ -52,6 +58,7 @@ export async function startController(o: ControllerOptions): Promise<Controller>
     ...captureHandlers({ s: services, storage }),
     ...migrateHandlers({ s: services, agents, storage, migration: { ...DEFAULT_MIGRATION_POLICY, ...o.migration } }),
     ...drainHandlers({ s: services, concurrency: o.drainConcurrency ?? 2 }),
+    ...guestConfigHandlers({ db, agents, confirmTimeoutMs: o.guestConfirmTimeoutMs ?? 120_000 }),
   }, o.log.child({ component: 'requests' }), { owner: o.name, leaseMs: o.leaseMs });
   services.requests.wake = engine.wake;
   const app = await buildServer(services, o.log);

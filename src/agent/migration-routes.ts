@@ -16,6 +16,8 @@ export interface MigrationRouteDeps {
   migrationHost: string;
   /** Without storage every disk is pathless (the sim driver). */
   pathless: (spec: VmSpec) => Promise<LaunchSpec>;
+  /** A VM that now runs here gets its metadata service (its DHCP lease and address go on). */
+  arrived: (hostId: string, vmId: string) => Promise<void>;
   log: Logger;
 }
 
@@ -99,6 +101,7 @@ export async function migrationRoutes(app: FastifyInstance, d: MigrationRouteDep
     await d.storage?.frontend.activate(vmId);
     await m.resumeIncoming(vmId);
     d.log.info({ vmId, hostId }, 'migrated VM resumed here');
+    await d.arrived(hostId, vmId);
     return {};
   });
 

@@ -29,6 +29,8 @@ export const AGENT_PATHS = {
   resumeIncoming: (hostId: string, vmId: string) => `/agent/v1/hosts/${hostId}/vms/${vmId}/resume-incoming`,
   /** Source, rolling back after completion: ResumeOutgoingBody. Takes the leases back and resumes the guest here. */
   resumeOutgoing: (hostId: string, vmId: string) => `/agent/v1/hosts/${hostId}/vms/${vmId}/resume-outgoing`,
+  /** PUT MetadataBody: the VM's metadata changed (a new init generation); its guest's long-poll answers at once. */
+  metadata: (hostId: string, vmId: string) => `/agent/v1/hosts/${hostId}/vms/${vmId}/metadata`,
 } as const;
 
 export const CONTROLLER_PATHS = {
@@ -37,6 +39,10 @@ export const CONTROLLER_PATHS = {
   image: (imageId: string) => `/v1/agent/images/${imageId}`,
   /** One file of an image, streamed. */
   imageFile: (imageId: string, file: string) => `/v1/agent/images/${imageId}/${file}`,
+  /** GET MetadataBody of a VM on (or migrating to) one of the caller's hosts. */
+  metadata: (vmId: string) => `/v1/agent/vms/${vmId}/metadata`,
+  /** POST AppliedBody: the guest confirmed a generation of its configuration. */
+  configApplied: (vmId: string) => `/v1/agent/vms/${vmId}/config-applied`,
 } as const;
 
 export type StartBody = VmSpec;
@@ -55,6 +61,8 @@ export interface MigrateBody { uri: string; params: MigrationParams }
 /** Lines of a migration's answer: progress samples, then `result` or `error`. */
 export type MigrateEvent = { progress: MigrationProgress } | { result: MigrationOutcome } | { error: string; kind: MigrationFailure };
 export interface HandoverBody { toHostId: string }
+export type { MetadataBody } from '../metadata/wire.js';
+export interface AppliedBody { generation: number }
 export interface ResumeOutgoingBody { volumeIds: string[] }
 
 /** One file of an image as the controller stores it. */

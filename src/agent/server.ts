@@ -6,7 +6,11 @@ import { consoleRoutes } from './console-routes.js';
 import type { AgentStorage } from './storage.js';
 import { relocateRoutes } from './relocate-routes.js';
 import { migrationRoutes } from './migration-routes.js';
-import { AGENT_PATHS, CONTROLLER_PATHS, type ExitBody, type HeartbeatBody, type RegisterBody, type RegisterReply, type StartBody, type StopBody } from './protocol.js';
+import { AgentMetadata } from './metadata.js';
+import type { MetadataLink } from '../metadata/link.js';
+import {
+  AGENT_PATHS, CONTROLLER_PATHS, type ExitBody, type HeartbeatBody, type MetadataBody, type RegisterBody, type RegisterReply, type StartBody, type StopBody,
+} from './protocol.js';
 
 export interface AgentOptions {
   controllerUrl: string; joinToken: string; zone: string; listen: { host: string; port: number };
@@ -18,6 +22,10 @@ export interface AgentOptions {
   storage?: AgentStorage;
   /** Where incoming live migrations listen; default the listen host. */
   migrationHost?: string;
+  /** How guests reach the metadata service; absent or null: they do not (sim hosts, missing tools). */
+  metadataLink?: MetadataLink | null;
+  /** Agent state (metadata link addresses and DHCP); required with metadataLink. */
+  dataDir?: string;
 }
 
 /** Without storage every disk is pathless: enough for the sim driver, which keeps no data. */
@@ -34,8 +42,23 @@ export class Agent {
   private readonly drivers = new Map<string, ComputeDriver>();
   private timer: NodeJS.Timeout | null = null;
   url = '';
+  readonly metadata: AgentMetadata;
 
-  constructor(private readonly o: AgentOptions) {}
+  constructor(private readonly o: AgentOptions) {
+    this.metadata = new AgentMetadata({
+      controllerUrl: o.controllerUrl, token: () => this.nodeToken, link: o.metadataLink ?? null, dataDir: o.dataDir ?? '', log: o.log,
+    });
+  }
+
+  /** A VM runs here (started, adopted or arrived by migration): its guest reaches the metadata service. */
+  private async serveMetadata(hostId: string, vmId: string): Promise<void> {
+    const d = this.drivers.get(hostId);
+    try {
+      await this.metadata.attach(vmId, (await d?.nicDevices?.(vmId)) ?? []);
+    } catch (e) {
+      this.o.log.warn({ vmId, err: (e as Error).message }, 'the VM runs without the metadata service');
+    }
+  }
 
   async start(): Promise<void> {
     const app = Fastify({ logger: false, bodyLimit: 1 << 20 });
@@ -69,12 +92,20 @@ export class Agent {
         if (!(await d.list()).some((v) => v.vmId === vmId)) await storage.frontend.detach(vmId);
         throw e;
       }
+      await this.serveMetadata(hostId, vmId);
       return {};
     });
     app.post<P & { Body: StopBody }>(AGENT_PATHS.stop(':hostId', ':vmId'), async (req) => {
       this.o.log.info({ vmId: req.params.vmId, force: req.body.force }, 'stopping VM');
       await driver(req.params.hostId).stop(req.params.vmId, req.body);
       await this.o.storage?.frontend.detach(req.params.vmId);
+      await this.metadata.detach(req.params.vmId);
+      return {};
+    });
+    app.put<P & { Body: MetadataBody }>(AGENT_PATHS.metadata(':hostId', ':vmId'), async (req) => {
+      driver(req.params.hostId);
+      if (req.body?.vmId !== req.params.vmId) throw Object.assign(new Error('metadata for another VM'), { statusCode: 400 });
+      this.metadata.update(req.params.vmId, req.body);
       return {};
     });
     app.post<P>(AGENT_PATHS.reset(':hostId', ':vmId'), async (req) => {
@@ -88,12 +119,18 @@ export class Agent {
       await relocateRoutes(app, this.o.storage.frontend, this.o.log);
     }
     await consoleRoutes(app, driver);
-    await migrationRoutes(app, { driver, storage: this.o.storage, migrationHost: this.o.migrationHost ?? this.o.listen.host, pathless, log: this.o.log });
+    await migrationRoutes(app, {
+      driver, storage: this.o.storage, migrationHost: this.o.migrationHost ?? this.o.listen.host, pathless, log: this.o.log,
+      arrived: (hostId, vmId) => this.serveMetadata(hostId, vmId),
+    });
     await app.listen({ host: this.o.listen.host, port: this.o.listen.port });
     const addr = app.server.address();
     const port = typeof addr === 'object' && addr ? addr.port : this.o.listen.port;
     this.url = this.o.advertiseUrl ?? `http://${this.o.listen.host}:${port}`;
     await this.register();
+    for (const [hostId, d] of this.drivers) {
+      for (const v of await d.list()) if (v.power === 'running') await this.serveMetadata(hostId, v.vmId);
+    }
     await this.o.storage?.frontend.start(async (hostId) => new Set((await this.drivers.get(hostId)?.list() ?? []).filter((v) => v.power === 'running').map((v) => v.vmId)));
     this.timer = setInterval(() => void this.heartbeat(), this.o.heartbeatMs ?? 5000);
     this.timer.unref();
@@ -149,6 +186,7 @@ export class Agent {
 
   private async exited(b: ExitBody): Promise<void> {
     this.o.log.info(b, 'VM stopped by itself');
+    await this.metadata.detach(b.vmId).catch((e: Error) => this.o.log.warn({ vmId: b.vmId, err: e.message }, 'could not detach the metadata service of a stopped VM'));
     await this.o.storage?.frontend.detach(b.vmId).catch((e: Error) => this.o.log.warn({ vmId: b.vmId, err: e.message }, 'could not close the volumes of a stopped VM'));
     try { await this.post(CONTROLLER_PATHS.exit, b); } catch (e) {
       this.o.log.warn({ err: (e as Error).message }, 'could not report a VM exit; the next heartbeat will');
@@ -159,6 +197,7 @@ export class Agent {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     await this.app?.close();
+    await this.metadata.close();
     await this.o.storage?.frontend.close();
     await Promise.all([...new Set(this.o.hosts.map((h) => h.driver))].map((d) => d.close()));
   }

@@ -2,7 +2,9 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Fault, KumoError } from '../core/errors.js';
 import type { Services } from '../services/index.js';
 import type { HostRow } from '../state/schema.js';
-import { CONTROLLER_PATHS, type ExitBody, type HeartbeatBody, type RegisterBody } from '../agent/protocol.js';
+import { CONTROLLER_PATHS, type AppliedBody, type ExitBody, type HeartbeatBody, type RegisterBody } from '../agent/protocol.js';
+import { toWire } from '../metadata/wire.js';
+import { markApplied, onHosts, vmMetadata } from '../services/guest-metadata.js';
 import { problem } from './faults.js';
 import { imageRoutes } from './image-routes.js';
 
@@ -38,6 +40,21 @@ export async function agentRoutes(app: FastifyInstance, s: Services): Promise<vo
     if (!mine?.has(b.hostId)) return reply.code(401).send({ error: 'this node token does not speak for that host' });
     await s.reconciler.vmGone(b.hostId, b.vmId, b.reason);
     return {};
+  });
+  type V = { Params: { vmId: string } };
+  app.get<V>(CONTROLLER_PATHS.metadata(':vmId'), async (req, reply) => {
+    const mine = await hostsOf(req);
+    if (!mine) return reply.code(401).send({ error: 'unknown node token; register again' });
+    const md = (await onHosts(s.db, new Set(mine.keys()), req.params.vmId)) ? await vmMetadata(s.db, req.params.vmId) : null;
+    return md ? toWire(md) : reply.code(404).send({ error: `VM ${req.params.vmId} is not on this agent's hosts` });
+  });
+  app.post<V & { Body: AppliedBody }>(CONTROLLER_PATHS.configApplied(':vmId'), async (req, reply) => {
+    const mine = await hostsOf(req);
+    if (!mine) return reply.code(401).send({ error: 'unknown node token; register again' });
+    const g = req.body?.generation;
+    if (!Number.isSafeInteger(g) || g < 0) return reply.code(400).send({ error: 'generation must be a non-negative integer' });
+    if (!(await onHosts(s.db, new Set(mine.keys()), req.params.vmId))) return reply.code(404).send({ error: `VM ${req.params.vmId} is not on this agent's hosts` });
+    return { marked: await markApplied(s.db, req.params.vmId, g) };
   });
   await imageRoutes(app, s);
 }

@@ -49,6 +49,18 @@ async function startStorageNode(o: Record<string, any>, joinToken: string, log: 
   return d;
 }
 
+/** The metadata service on the VMs' first NICs, or one line saying why guests go without it. */
+export async function makeMetadataLink(dataDir: string, log: Logger) {
+  const { LinuxMetadataLink } = await import('../sdn/linux/metadata-link.js');
+  const missing = await LinuxMetadataLink.missing();
+  if (missing) {
+    process.stderr.write(`kumo agent: no metadata service for guests: ${missing}\n`);
+    return null;
+  }
+  process.stderr.write('kumo agent: metadata service at http://169.254.169.254/ on each VM\'s first NIC (DHCP by dnsmasq)\n');
+  return new LinuxMetadataLink({ dir: join(dataDir, 'metadata', 'dhcp'), log: log.child({ component: 'metadata-link' }) });
+}
+
 function qemuBinary(): string | null {
   for (const dir of (process.env.PATH ?? '/usr/bin').split(':')) {
     const f = join(dir, 'qemu-system-x86_64');
@@ -92,8 +104,10 @@ export function agentCommands(program: Command): void {
       // Simulated VMs keep no data; real ones get their volumes from storage nodes over NBD.
       const { AgentStorage } = await import('../agent/storage.js');
       const storage = driver.name === 'sim' ? undefined : new AgentStorage({ dataDir: o.data, controllerUrl: o.controller, log, localNode });
+      const metadataLink = driver.name === 'sim' ? null : await makeMetadataLink(o.data, log);
       const agent = new Agent({
         controllerUrl: o.controller, joinToken, zone: o.zone, listen: hostPort(o.listen), log, storage, migrationHost: o.migrationAddress,
+        metadataLink, dataDir: o.data,
         hosts: [{ name: o.host, vcpus: o.vcpus, memoryMiB: o.memoryMib, architectures: ['x86_64', 'i686'], driver }],
       });
       await agent.start();

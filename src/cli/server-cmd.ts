@@ -23,7 +23,9 @@ const controllerOptions = (c: Command) => c
   .option('--graceful-stop-ms <ms>', 'powerOffVm: time an ACPI shutdown gets before the VM is forced off', int, 60_000)
   .option('--migration-bandwidth <bytes/s>', 'live migration: QEMU max-bandwidth per migration (default 1 GiB/s)', int)
   .option('--migration-timeout-ms <ms>', 'live migration: abandoned after this long, the VM running on at its source (default 10 min)', int)
-  .option('--drain-concurrency <n>', 'drainHost: live migrations a drain runs at once', int, 2);
+  .option('--drain-concurrency <n>', 'drainHost: live migrations a drain runs at once', int, 2)
+  .option('--guest-confirm-timeout-ms <ms>', 'init API (setSshKey …): how long a running guest has to confirm a change before the request fails (the change stays stored for its next boot)', int, 120_000)
+  .option('--write-whitelist <file>', 'writeFile: JSON array of glob patterns guests may be written to (default: /etc/motd, /etc/hosts, /etc/kumo/**, /home/*/.ssh/authorized_keys)');
 
 function controllerArgs(o: Record<string, any>, data: string) {
   return {
@@ -33,7 +35,7 @@ function controllerArgs(o: Record<string, any>, data: string) {
       ...(o.migrationBandwidth !== undefined ? { maxBandwidthBytes: o.migrationBandwidth } : {}),
       ...(o.migrationTimeoutMs !== undefined ? { completionTimeoutMs: o.migrationTimeoutMs } : {}),
     },
-    drainConcurrency: o.drainConcurrency,
+    drainConcurrency: o.drainConcurrency, guestConfirmTimeoutMs: o.guestConfirmTimeoutMs, writeWhitelistFile: o.writeWhitelist,
   };
 }
 

@@ -7,6 +7,7 @@ import type { MigrationSupport } from './migration.js';
  */
 export interface DiskSpec { slot: number; volumeId: string; sizeGiB: number }
 export interface NicSpec { slot: number; networkId: string; mac: string }
+export interface NicDevice { slot: number; mac: string; device: string }
 
 /** Direct kernel boot from files of the image the system volume was restored from (names within
  * that image); absent means firmware (BIOS) boot from the system disk. */
@@ -59,6 +60,8 @@ export interface ComputeDriver {
   console(vmId: string): Promise<ConsoleStream>;
   /** Lets go of every VM without stopping it (agent shutdown: guests outlive their agent). */
   close(): Promise<void>;
+  /** The host-side devices (taps) of a running VM's NICs; absent where NICs have no host device (sim). */
+  nicDevices?(vmId: string): Promise<NicDevice[]>;
   /** Called when a VM stops without being asked (guest shutdown, crash). */
   onExit(listener: (vmId: string, reason: 'shutdown' | 'crash') => void): void;
 }

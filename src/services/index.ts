@@ -16,6 +16,7 @@ import { StorageNodes } from './storage-nodes.js';
 import { Tenants } from './tenants.js';
 import { SdnTopology } from './topology.js';
 import { VmTypes } from './vm-types.js';
+import type { WriteWhitelist } from './write-whitelist.js';
 import { Vms } from './vms.js';
 import { Volumes } from './volumes.js';
 import { Zones } from './zones.js';
@@ -41,7 +42,7 @@ export class Services {
   readonly reconciler: Reconciler;
   readonly metrics: Metrics;
 
-  constructor(readonly db: Db, readonly policy: SchedulerPolicy, log: Logger) {
+  constructor(readonly db: Db, readonly policy: SchedulerPolicy, log: Logger, opts: { writeWhitelist?: WriteWhitelist } = {}) {
     this.events = new Events(db);
     this.requests = new Requests(db, this.events);
     this.tenants = new Tenants(db);
@@ -52,7 +53,7 @@ export class Services {
     this.networks = new Networks(db, this.events, this.vms);
     this.volumes = new Volumes(db, this.events, this.vms, this.zones, this.blockMaps, this.requests);
     this.images = new Images(db);
-    this.init = new Init(db, this.vms);
+    this.init = new Init(db, this.vms, this.requests, opts.writeWhitelist);
     this.comments = new Comments(db);
     this.hosts = new Hosts(db, this.events, this.zones);
     this.topology = new SdnTopology(db, this.events, this.zones, this.hosts);

@@ -1,4 +1,4 @@
-import { invalidParams, notAvailableYet, notFound } from '../core/errors.js';
+import { invalidParams, notFound } from '../core/errors.js';
 import { parseIp } from '../core/ipv4.js';
 import { hashPassword } from '../core/sha512-crypt.js';
 import type { Db } from '../state/db.js';
@@ -58,14 +58,13 @@ function checkSshKey(line: string): string {
  */
 export class Init {
   constructor(
-    private readonly db: Db, private readonly vms: Vms,
-    // requests: optional only until services/index.ts passes it; the whitelist: the operator's file's, else the default.
-    private readonly requests?: Requests, private readonly whitelist = new WriteWhitelist(DEFAULT_WRITE_WHITELIST),
+    private readonly db: Db, private readonly vms: Vms, private readonly requests: Requests,
+    // The operator's file's whitelist, else the default.
+    private readonly whitelist = new WriteWhitelist(DEFAULT_WRITE_WHITELIST),
   ) {}
 
   private async record<M extends InitMethod>(p: Principal, vmId: string, kind: M, payload: InitPayloads[M], slot?: number): Promise<string> {
     const requests = this.requests;
-    if (!requests) throw notAvailableYet('the controller does not hand the request queue to the init methods');
     return this.db.k.transaction().execute(async (trx) => {
       // The same lock as the VM's other requests: generations are numbered without gaps or twins.
       await this.db.lock(trx, `vm:${vmId}`);

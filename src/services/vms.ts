@@ -10,6 +10,7 @@ import type { Events } from './events.js';
 import { visible, type Principal } from './principal.js';
 import { checkQuota } from './quota.js';
 import { activeOn, type Requests } from './requests.js';
+import { checkUserData } from './guest-config.js';
 import { checkName, checkRange } from './validate.js';
 import type { VmTypes } from './vm-types.js';
 import { defaultReplicas } from './volume-placement.js';
@@ -18,7 +19,11 @@ import type { Zones } from './zones.js';
 export const ARCHITECTURES = ['x86_64', 'i686'] as const;
 export const MAX_SLOTS = 16;
 
-export interface AllocateVmArgs { type: string; name?: string; zone?: string; architecture?: string; systemDiskGiB?: number }
+export interface AllocateVmArgs {
+  type: string; name?: string; zone?: string; architecture?: string; systemDiskGiB?: number;
+  /** Handed to the guest untouched through the metadata service (a `#!` script, `#cloud-config`, …). */
+  userData?: string;
+}
 
 function checkArch(a: string): asserts a is Arch {
   if (!(ARCHITECTURES as readonly string[]).includes(a)) throw invalidParams(`architecture must be one of ${ARCHITECTURES.join(', ')} (got ${JSON.stringify(a.slice(0, 20))})`);
@@ -114,6 +119,7 @@ export class Vms {
     checkName(name);
     const arch = a.architecture ?? 'x86_64';
     checkArch(arch);
+    if (a.userData !== undefined) checkUserData(a.userData);
     await this.db.k.transaction().execute(async (trx) => {
       await this.db.lock(trx, `tenant:${p.tenantId}`);
       const t = await this.types.get(trx, a.type);
@@ -133,6 +139,7 @@ export class Vms {
       }).execute();
       await this.maps.placeNew(trx, volId);
       await trx.insertInto('vm_disks').values({ vm_id: vmId, slot: 0, volume_id: volId }).execute();
+      if (a.userData) await trx.insertInto('vm_user_data').values({ vm_id: vmId, data: Buffer.from(a.userData, 'utf8').toString('base64') }).execute();
       await this.events.publish(trx, p.tenantId, 'vm.allocated', vmId, { type: t.type });
     });
     return vmId;

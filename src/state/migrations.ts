@@ -308,5 +308,13 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
           .addColumn('updated_at', 'text', (c) => c.notNull()).execute();
       },
     },
+    '0008_user_data': {
+      // user-data (issue 7): the tenant's bytes, handed to the guest untouched at every boot (≤ 64 KiB).
+      async up(db: Kysely<any>) {
+        await db.schema.createTable('vm_user_data')
+          .addColumn('vm_id', 'text', (c) => c.primaryKey().references('vms.id').onDelete('cascade'))
+          .addColumn('data', 'text', (c) => c.notNull()).execute();
+      },
+    },
   };
 }

@@ -155,6 +155,8 @@ export interface VmConfigGenerationRow {
 }
 /** The newest generation of each VM's guest configuration (what the guest is to converge to). */
 export interface VmConfigCurrentRow { vm_id: string; generation: number; updated_at: string }
+/** user-data as given at allocateVm, base64 (the bytes are the tenant's: a script, #cloud-config, anything). */
+export interface VmUserDataRow { vm_id: string; data: string }
 
 export interface Schema {
   zones: ZoneTable; hosts: HostTable; edges: EdgeRow; tenants: TenantRow; api_users: ApiUserRow; vm_types: VmTypeRow;
@@ -165,6 +167,7 @@ export interface Schema {
   volume_leases: VolumeLeaseRow; storage_garbage: StorageGarbageRow;
   requests: RequestRow; resource_locks: ResourceLockRow; comments: CommentRow; events: EventRow;
   settings: SettingRow; vm_config_generations: VmConfigGenerationRow; vm_config_current: VmConfigCurrentRow;
+  vm_user_data: VmUserDataRow;
 }
 
 export type Request = Selectable<RequestRow>;

@@ -36,7 +36,9 @@ export const vmOperations = [
   }),
   op({
     name: 'allocateVm', summary: 'Reserve a VM slot and create its system volume (slot 0); nothing runs yet', tag: 'VMs',
-    params: [{ name: 'vm', schema: Strict({ type: Type.String({ maxLength: 64 }), name: Type.Optional(Name), zone: Type.Optional(Type.String({ maxLength: 64 })), architecture: Type.Optional(Type.String({ maxLength: 16 })), systemDiskGiB: Type.Optional(Type.Integer()) }) }],
+    params: [{ name: 'vm', schema: Strict({ type: Type.String({ maxLength: 64 }), name: Type.Optional(Name), zone: Type.Optional(Type.String({ maxLength: 64 })), architecture: Type.Optional(Type.String({ maxLength: 16 })), systemDiskGiB: Type.Optional(Type.Integer()),
+      // The limit is 64 KiB of bytes (checkUserData says so with the figure); the schema only stops absurd sizes.
+      userData: Type.Optional(Type.String({ maxLength: 1 << 20 })) }) }],
     result: Type.String({ description: 'vmId' }),
     rest: { method: 'POST', path: '/v1/vms', status: 201, wrap: 'vmId' }, run: (s, p, a) => s.vms.allocate(p, a.vm),
   }),

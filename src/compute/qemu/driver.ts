@@ -20,7 +20,7 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  DriverError, type ComputeDriver, type ConsoleStream, type LaunchSpec, type StopOptions, type VmReport,
+  DriverError, type ComputeDriver, type ConsoleStream, type LaunchSpec, type NicDevice, type StopOptions, type VmReport,
 } from '../driver.js';
 import type { MigrationSupport } from '../migration.js';
 import { detectAccel, type Accel } from './accel.js';
@@ -169,6 +169,14 @@ export class QemuDriver implements ComputeDriver {
       if (alive) out.push({ vmId, power: 'running' });
     }
     return out;
+  }
+
+  async nicDevices(vmId: string): Promise<NicDevice[]> {
+    this.checkId(vmId);
+    const saved = await this.savedSpec(vmId);
+    if (!saved) return [];
+    const taps = tapsOf(saved);
+    return saved.spec.nics.map((n, i) => ({ slot: n.slot, mac: n.mac, device: taps[i] }));
   }
 
   async consoleTail(vmId: string, bytes: number): Promise<Buffer> {

@@ -3,49 +3,19 @@
  * is still *this VM's* QEMU (pids are reused, so the pid alone proves nothing: its command line
  * must name this VM's pidfile), signal it, wait for it to be gone.
  *
- * A daemonized QEMU is re-parented to init. Until init reaps it, a dead QEMU is a zombie that
- * still has a /proc entry, so "alive" also means "not in state Z/X".
+ * The generic part (pidfiles, /proc, zombies) is core/proc.ts.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { alive, procCmdline, readPidfile } from '../../core/proc.js';
 
-export function readPidfile(path: string): number | null {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    return null;
-  }
-  const pid = Number.parseInt(text.trim(), 10);
-  return Number.isInteger(pid) && pid > 1 ? pid : null;
-}
-
-/** The state letter of /proc/PID/stat (R, S, D, Z, …), or null when there is no such process. */
-export function procState(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name is in parentheses and may itself contain spaces or parentheses.
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) || null;
-  } catch {
-    return null;
-  }
-}
-
-export function procCmdline(pid: number): string[] | null {
-  try {
-    const raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return raw.split('\0').slice(0, -1);
-  } catch {
-    return null;
-  }
-}
+export { procCmdline, procState, readPidfile, signal } from '../../core/proc.js';
 
 /** Whether `pid` is a living (not zombie) process started with `-pidfile <pidfile>`. */
 export function isQemuFor(pid: number, pidfile: string): boolean {
-  const state = procState(pid);
-  if (state === null || state === 'Z' || state === 'X' || state === 'x') return false;
+  if (!alive(pid)) return false;
   const argv = procCmdline(pid);
   if (!argv) return false;
   const i = argv.indexOf('-pidfile');
@@ -56,14 +26,6 @@ export function isQemuFor(pid: number, pidfile: string): boolean {
 export function findQemu(pidfile: string): number | null {
   const pid = readPidfile(pidfile);
   return pid !== null && isQemuFor(pid, pidfile) ? pid : null;
-}
-
-export function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
-  }
 }
 
 /** Polls until the process is gone (or a zombie); false if it still runs after timeoutMs. */
