@@ -11,6 +11,7 @@ import { RequestEngine } from '../../src/requests/engine.js';
 import { powerHandlers } from '../../src/requests/handlers/power.js';
 import { migrateHandlers } from '../../src/requests/handlers/migrate.js';
 import { drainHandlers } from '../../src/requests/handlers/drain.js';
+import { guestConfigHandlers } from '../../src/requests/handlers/guest-config.js';
 import { DEFAULT_MIGRATION_POLICY, type MigrationPolicyConfig } from '../../src/services/migration-policy.js';
 import { captureHandlers } from '../../src/requests/handlers/capture.js';
 import { locationHandlers } from '../../src/requests/handlers/locations.js';
@@ -52,6 +53,8 @@ export interface CloudParts {
   heartbeatMs?: number;
   /** Builds the agent's storage (volumes over NBD) once the controller's URL is known; without it disks are pathless. */
   storage?: (controllerUrl: string) => AgentStorage;
+  /** How long a running guest has to confirm an init-API change (default 2 s). */
+  guestConfirmTimeoutMs?: number;
 }
 
 /**
@@ -60,7 +63,7 @@ export interface CloudParts {
  */
 export class InProcessCloud {
   private door: FastifyInstance | null = null;
-  private agent: Agent | null = null;
+  agent: Agent | null = null;
   engine: RequestEngine | null = null;
   /** The controller's own frontend (restores, relocations of stopped volumes). */
   storage: ControllerStorage | null = null;
@@ -103,6 +106,7 @@ export class InProcessCloud {
       ...captureHandlers({ s: this.s, storage: this.storage! }),
       ...migrateHandlers({ s: this.s, agents, storage: this.storage!, migration: { ...DEFAULT_MIGRATION_POLICY, dirtyRateSampleSeconds: 1, ...this.parts.migration } }),
       ...drainHandlers({ s: this.s, concurrency: 2 }),
+      ...guestConfigHandlers({ db: this.s.db, agents, confirmTimeoutMs: this.parts.guestConfirmTimeoutMs ?? 2000, pollMs: 50 }),
     }, silent, { owner: this.owner, pollMs: 50 });
     this.s.requests.wake = this.engine.wake;
     await this.engine.start();

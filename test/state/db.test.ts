@@ -13,7 +13,7 @@ forEachDb('state store', (env) => {
       const row = await again.k.selectFrom('settings').select('value').where('key', '=', 'probe').executeTakeFirst();
       assert.equal(row?.value, 'kept');
       const applied = await sql<{ name: string }>`select name from kysely_migration`.execute(again.k);
-      assert.deepEqual(applied.rows.map((r) => r.name), ['0001_initial', '0002_images', '0003_last_host', '0004_ukai', '0005_sdn', '0006_migration', '0007_guest_config']);
+      assert.deepEqual(applied.rows.map((r) => r.name), ['0001_initial', '0002_images', '0003_last_host', '0004_ukai', '0005_sdn', '0006_migration', '0007_guest_config', '0008_user_data']);
     } finally {
       await again.close();
     }
