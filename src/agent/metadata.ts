@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { NicDevice } from '../compute/driver.js';
 import { pickGuestAddress, type MetadataLink } from '../metadata/link.js';
+import { buildSeedIso } from '../metadata/nocloud.js';
 import { metadataHandler, type MetadataResponder } from '../metadata/responder.js';
 import type { VmMetadata } from '../metadata/types.js';
 import { fromWire, type MetadataBody } from '../metadata/wire.js';
@@ -95,6 +96,21 @@ export class AgentMetadata {
     }
     this.served.clear();
     this.byPort.clear();
+  }
+
+  /**
+   * The VM's NoCloud seed ISO, written now from its current metadata: for guests that boot
+   * without network (`kumo agent --nocloud-seed`). Init-API changes after the start reach such a
+   * guest only through the network service.
+   */
+  async seedIso(vmId: string): Promise<string> {
+    const md = await this.lookup(vmId);
+    if (!md) throw new Error(`no metadata for ${vmId}: the controller does not place it on this agent`);
+    const dir = join(this.o.dataDir, 'metadata', 'seeds');
+    await mkdir(dir, { recursive: true });
+    const iso = join(dir, `${vmId.replace(/[^A-Za-z0-9_.-]/g, '_')}.iso`);
+    await buildSeedIso(md, iso);
+    return iso;
   }
 
   /** The port for a VM (its listener), for tests and the boot-storm bench that connect without a link. */

@@ -18,6 +18,8 @@ export interface MigrationRouteDeps {
   pathless: (spec: VmSpec) => Promise<LaunchSpec>;
   /** A VM that now runs here gets its metadata service (its DHCP lease and address go on). */
   arrived: (hostId: string, vmId: string) => Promise<void>;
+  /** Adds what the agent puts on every launch (the NoCloud seed) to the incoming one. */
+  withSeed: (launch: LaunchSpec) => Promise<LaunchSpec>;
   log: Logger;
 }
 
@@ -44,7 +46,7 @@ export async function migrationRoutes(app: FastifyInstance, d: MigrationRouteDep
     const m = migration(hostId);
     const spec = { ...req.body.spec, vmId };
     d.log.info({ vmId, hostId }, 'preparing an incoming migration');
-    const launch = d.storage ? await d.storage.launchIncoming(hostId, spec) : await d.pathless(spec);
+    const launch = await d.withSeed(d.storage ? await d.storage.launchIncoming(hostId, spec) : await d.pathless(spec));
     try {
       return await m.prepareIncoming(launch, d.migrationHost);
     } catch (e) {

@@ -24,8 +24,10 @@ export interface AgentOptions {
   migrationHost?: string;
   /** How guests reach the metadata service; absent or null: they do not (sim hosts, missing tools). */
   metadataLink?: MetadataLink | null;
-  /** Agent state (metadata link addresses and DHCP); required with metadataLink. */
+  /** Agent state (metadata link addresses and DHCP, seed ISOs); required with metadataLink or nocloudSeed. */
   dataDir?: string;
+  /** Every VM started here also gets a NoCloud seed ISO as a CD-ROM (guests that boot without network). */
+  nocloudSeed?: boolean;
 }
 
 /** Without storage every disk is pathless: enough for the sim driver, which keeps no data. */
@@ -48,6 +50,11 @@ export class Agent {
     this.metadata = new AgentMetadata({
       controllerUrl: o.controllerUrl, token: () => this.nodeToken, link: o.metadataLink ?? null, dataDir: o.dataDir ?? '', log: o.log,
     });
+  }
+
+  /** The seed goes on every launch, incoming migrations too: QEMU migrates only between identical device sets. */
+  private async withSeed(launch: LaunchSpec): Promise<LaunchSpec> {
+    return this.o.nocloudSeed ? { ...launch, seed: await this.metadata.seedIso(launch.vmId) } : launch;
   }
 
   /** A VM runs here (started, adopted or arrived by migration): its guest reaches the metadata service. */
@@ -85,7 +92,7 @@ export class Agent {
       const spec = { ...req.body, vmId };
       const storage = this.o.storage;
       if (!storage) { await d.start(await pathless(spec)); return {}; }
-      const launch = await storage.launch(hostId, spec);
+      const launch = await this.withSeed(await storage.launch(hostId, spec));
       try {
         await d.start(launch);
       } catch (e) {
@@ -122,6 +129,7 @@ export class Agent {
     await migrationRoutes(app, {
       driver, storage: this.o.storage, migrationHost: this.o.migrationHost ?? this.o.listen.host, pathless, log: this.o.log,
       arrived: (hostId, vmId) => this.serveMetadata(hostId, vmId),
+      withSeed: (launch) => this.withSeed(launch),
     });
     await app.listen({ host: this.o.listen.host, port: this.o.listen.port });
     const addr = app.server.address();

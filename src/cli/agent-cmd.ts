@@ -79,6 +79,7 @@ export function agentCommands(program: Command): void {
     .option('--data <dir>', 'agent state directory', './data/agent')
     .option('--migration-address <addr>', 'address incoming live migrations listen on (QEMU picks a free port; default: the --listen host)')
     .option('--driver <name>', 'compute driver: auto (QEMU when installed, else sim), qemu or sim', 'auto')
+    .option('--nocloud-seed', 'also attach a NoCloud `cidata` seed ISO (meta-data, user-data, network-config) to every VM started here, for guests that boot without network')
     .option('--join-token <token>', 'the controller\'s join token')
     .option('--join-token-file <file>', 'file holding the join token (the controller writes DATA/join-token)')
     .option('--vcpus <n>', 'vCPUs to offer (default: this machine\'s)', int, cpus().length)
@@ -107,7 +108,7 @@ export function agentCommands(program: Command): void {
       const metadataLink = driver.name === 'sim' ? null : await makeMetadataLink(o.data, log);
       const agent = new Agent({
         controllerUrl: o.controller, joinToken, zone: o.zone, listen: hostPort(o.listen), log, storage, migrationHost: o.migrationAddress,
-        metadataLink, dataDir: o.data,
+        metadataLink, dataDir: o.data, nocloudSeed: !!o.nocloudSeed,
         hosts: [{ name: o.host, vcpus: o.vcpus, memoryMiB: o.memoryMib, architectures: ['x86_64', 'i686'], driver }],
       });
       await agent.start();

@@ -27,6 +27,8 @@ export type DiskSource = { kind: 'file'; path: string } | { kind: 'nbd'; socket:
 export interface LaunchSpec extends VmSpec {
   disks: (DiskSpec & { source: DiskSource })[];
   kernel?: { path: string; initrd?: string; append: string };
+  /** A NoCloud `cidata` seed ISO, attached read-only as a CD-ROM (the operator's choice: `kumo agent --nocloud-seed`). */
+  seed?: string;
 }
 
 /** A live serial console: output as it arrives, input to the guest's serial port. */

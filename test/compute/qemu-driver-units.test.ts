@@ -134,6 +134,13 @@ describe('QEMU command line', () => {
     assert.deepEqual(values(noInitrd, '-initrd'), []);
   });
 
+  it('attaches a NoCloud seed read-only as a CD-ROM, only when there is one', () => {
+    const argv = buildArgv(base({ seed: '/var/lib/kumo/agent/metadata/seeds/vm-1.iso' }), paths, 'tcg');
+    assert.ok(values(argv, '-blockdev').includes('driver=raw,node-name=seed,read-only=on,file.driver=file,file.filename=/var/lib/kumo/agent/metadata/seeds/vm-1.iso'));
+    assert.ok(values(argv, '-device').includes('ide-cd,id=seed,drive=seed'));
+    assert.ok(!buildArgv(base(), paths, 'tcg').some((a) => a.includes('seed')));
+  });
+
   it('puts NICs on tap devices named after the VM and slot, with the VM MACs', () => {
     const argv = buildArgv(base(), paths, 'tcg');
     assert.deepEqual(values(argv, '-netdev'), [

@@ -163,6 +163,10 @@ export function buildArgv(spec: LaunchSpec, paths: VmPaths, accel: Accel, opts: 
     argv.push('-blockdev', blockdev(node, d.source));
     argv.push('-device', `virtio-blk-pci,id=vd${d.slot},drive=${node},bootindex=${i + 1},${geometry(d.sizeGiB)}`);
   });
+  if (spec.seed) {
+    argv.push('-blockdev', `driver=raw,node-name=seed,read-only=on,file.driver=file,file.filename=${escapeOpt(spec.seed)}`);
+    argv.push('-device', 'ide-cd,id=seed,drive=seed');
+  }
   if (spec.kernel) {
     argv.push('-kernel', spec.kernel.path);
     if (spec.kernel.initrd) argv.push('-initrd', spec.kernel.initrd);

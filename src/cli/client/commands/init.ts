@@ -14,10 +14,10 @@ async function input(file: string): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-const text = async (file: string) => (await input(file)).toString('utf8');
+export const text = async (file: string) => (await input(file)).toString('utf8');
 
 export function initCommands(program: Command): void {
-  const init = group(program, 'init', 'configure a guest through the metadata service: addresses, network, users, firewall, sshd, files (input is checked today; delivery to the guest is not available yet and each command says so)');
+  const init = group(program, 'init', 'configure a running or stopped guest through the metadata service: addresses, network, users, firewall, sshd, files. Each change is a new generation of the VM\'s configuration; a running guest (the tiny image\'s agent) applies it and confirms, a stopped VM gets it at its next boot. cloud-init guests read it at boot only.');
   const cmd = (name: string, description: string) => asyncOptions(init.command(name).description(`${description}; ends once the guest applied it (a stopped VM: once stored)`));
 
   cmd('set-ip', 'give a NIC an address').argument('<vm>', 'VM id').argument('<slot>', 'NIC slot', int).argument('<address>', 'ip/prefix, e.g. 10.0.0.5/20')

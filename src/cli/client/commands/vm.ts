@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
 import { int } from '../../util.js';
+import { text } from './init.js';
 import { act, asyncOptions, group, type Ctx } from '../command.js';
 import { CliError } from '../connection.js';
 import { attach, printTail } from '../console.js';
@@ -31,8 +32,9 @@ export function vmCommands(program: Command): void {
     .option('--zone <zone>', 'zone to place it in (id or name)')
     .addOption(new Option('--arch <arch>', 'CPU architecture').choices(['x86_64', 'i686']))
     .option('--disk <GiB>', 'system disk size in GiB (default: the type\'s)', int)
+    .option('--user-data <file>', 'user-data for the guest, at most 64 KiB (- for stdin): a `#!` script runs once at first boot, `#cloud-config` goes to cloud-init untouched')
     .action(act(async (c, _, o) => c.print(await c.call('allocateVm', {
-      vm: { type: o.type, name: o.name, zone: o.zone, architecture: o.arch, systemDiskGiB: o.disk },
+      vm: { type: o.type, name: o.name, zone: o.zone, architecture: o.arch, systemDiskGiB: o.disk, ...(o.userData ? { userData: await text(o.userData) } : {}) },
     }))));
   vm.command('delete').description('delete a stopped VM and its system volume; extra volumes are detached, not deleted').argument('<vm>', 'VM id')
     .action(act(async (c, [vmId]) => { await c.call('deallocateVm', { vmId }); c.done(`${vmId} deleted`); }));
