@@ -24,6 +24,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { findQemu, isQemuFor, procCmdline, waitGone } from '../../src/compute/qemu/process.js';
 import { tapName } from '../../src/compute/qemu/taps.js';
+import { LinuxMetadataLink } from '../../src/sdn/linux/metadata-link.js';
 import { freePort, KumoProc, waitFor } from '../api/support.js';
 import { Cloud, rest, type Creds } from '../helpers/cloud.js';
 import { Images } from '../../src/services/images.js';
@@ -57,6 +58,8 @@ function childPids(pid: number): number[] {
     return [];
   }
 }
+
+export type ImageRegistration = Parameters<Images['register']>[1];
 
 export interface VmInfo {
   vmId: string; name: string; type: string; status: string; power: string; zone: string; host: string; memoryMiB: number;
@@ -194,9 +197,10 @@ export class QemuCloud {
    * `vmTypes`: catalog entries added beside SMALL_DISK_TYPE and TINY_TYPE. `controllerArgs`: more
    * `kumo controller` flags.
    */
-  async start(o: { variants?: Record<string, string>; vmTypes?: object[]; controllerArgs?: string[] } = {}): Promise<void> {
+  async start(o: { variants?: Record<string, string>; vmTypes?: object[]; controllerArgs?: string[]; images?: ImageRegistration[] } = {}): Promise<void> {
     await this.seed();
     for (const [name, words] of Object.entries(o.variants ?? {})) this.variants.set(name, await this.registerVariant(name, words));
+    for (const image of o.images ?? []) this.variants.set(image.name, await this.registerImage(image));
     writeFileSync(join(this.data, 'vm-types.json'), JSON.stringify([
       { type: SMALL_DISK_TYPE, vcpus: 1, memoryMiB: 256, systemDiskGiB: 1, resourceType: 'best-effort' },
       { type: TINY_TYPE, vcpus: 1, memoryMiB: 128, systemDiskGiB: 1, resourceType: 'best-effort' },
@@ -234,18 +238,22 @@ export class QemuCloud {
     }, 30_000, 200);
   }
 
-  private async registerVariant(name: string, words: string): Promise<string> {
+  private registerVariant(name: string, words: string): Promise<string> {
+    const dir = join(this.data, 'images', this.imageId);
+    return this.registerImage({
+      name, os: 'linux', kind: 'tiny', disk: join(dir, 'disk.raw'),
+      files: [{ name: 'vmlinux', path: join(dir, 'vmlinux') }, { name: 'initrd.img', path: join(dir, 'initrd.img') }],
+      boot: { kernel: 'vmlinux', initrd: 'initrd.img', append: `console=ttyS0 quiet ${words}` },
+    });
+  }
+
+  /** Registers an image in the store before the controller starts (as `kumo up` does for tiny-linux). */
+  private async registerImage(image: ImageRegistration): Promise<string> {
     const db = await openDb(`sqlite:${join(this.data, 'kumo.db')}`);
     try {
       const images = new Images(db);
       images.setDataDir(this.data);
-      const dir = join(this.data, 'images', this.imageId);
-      const r = await images.register(SYSTEM, {
-        name, os: 'linux', kind: 'tiny', disk: join(dir, 'disk.raw'),
-        files: [{ name: 'vmlinux', path: join(dir, 'vmlinux') }, { name: 'initrd.img', path: join(dir, 'initrd.img') }],
-        boot: { kernel: 'vmlinux', initrd: 'initrd.img', append: `console=ttyS0 quiet ${words}` },
-      });
-      return r.imageId;
+      return (await images.register(SYSTEM, image)).imageId;
     } finally {
       await db.close();
     }
@@ -538,6 +546,7 @@ export class QemuCloud {
     }
     // The agents delete taps when their VMs stop; with the agents gone first, ours are left to us.
     for (const a of this.agents.values()) for (const vmId of existsSync(a.runDir) ? readdirSync(a.runDir) : []) vmIds.add(vmId);
+    for (const a of this.agents.values()) await detachMetadata(a.data);
     for (const vmId of vmIds) {
       for (const tap of (() => { try { return this.vmTaps(vmId); } catch { return []; } })()) {
         try { execFileSync('ip', ['link', 'delete', 'dev', tap], { stdio: 'ignore' }); } catch { /* gone meanwhile */ }
@@ -546,6 +555,20 @@ export class QemuCloud {
     for (const p of this.storage.values()) await p.stop().catch(() => undefined);
     await this.controller?.stop().catch(() => undefined);
     if (!keep) rmSync(this.data, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The metadata links an agent left (its DHCP servers by pid, its nft elements and routes): what
+ * the agent would have undone had its VMs stopped while it ran.
+ */
+async function detachMetadata(agentData: string): Promise<void> {
+  const dir = join(agentData, 'metadata');
+  const link = new LinuxMetadataLink({ dir: join(dir, 'dhcp'), log: { info: () => {}, warn: () => {} } });
+  for (const f of existsSync(dir) ? readdirSync(dir).filter((n) => n.endsWith('.address')) : []) {
+    const vmId = f.slice(0, -'.address'.length);
+    const address = readFileSync(join(dir, f), 'utf8').trim();
+    for (const variant of [0, 1] as const) await link.detach(vmId, tapName(vmId, 0, variant), address).catch(() => {});
   }
 }
 

@@ -108,4 +108,23 @@ export function imageCommands(program: Command): void {
         process.exitCode = 1;
       }
     });
+
+  // Like build-tiny: builds here, no controller. The image boots by direct kernel boot (no bootloader).
+  image.command('build-debian').description('build a minimal Debian 12 image with cloud-init (debootstrap, needs root and a Debian mirror; '
+    + 'KUMO_DEBIAN_MIRROR overrides deb.debian.org) and print its files. The finished disk is cached, so a second run is a copy. '
+    + 'Boot it with the printed kernel, initrd and cmdline; cloud-init reads the OpenStack metadata service')
+    .option('--out <dir>', 'directory for the image files', './debian-12-cloud')
+    .option('--cache <dir>', 'downloaded packages and the finished disk, reused by later builds (default: KUMO_CACHE, else the OS temp dir)')
+    .action(async (o: { out: string; cache?: string }, cmd: Command) => {
+      const json = cmd.optsWithGlobals().output === 'json';
+      try {
+        const { buildDebianImage } = await import('../../../guest/debian/build.js');
+        const r = await buildDebianImage({ cacheDir: resolve(o.cache ?? defaultGuestCache()), outDir: resolve(o.out), log: (l) => process.stderr.write(`${l}\n`) });
+        const out = { disk: r.disk, kernel: r.kernel, vmlinux: r.vmlinux, initrd: r.initrd, manifest: r.manifest, cmdline: r.cmdline, kernelVersion: r.kernelVersion, sizeMiB: r.sizeMiB, cached: r.cached };
+        process.stdout.write(json ? `${JSON.stringify(out, null, 2)}\n` : text(out));
+      } catch (e) {
+        process.stderr.write(`kumo: building the Debian image failed: ${(e as Error).message}\n`);
+        process.exitCode = 1;
+      }
+    });
 }
