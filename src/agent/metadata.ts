@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { NicDevice } from '../compute/driver.js';
+import { limited } from '../core/limit.js';
 import { pickGuestAddress, type MetadataLink } from '../metadata/link.js';
 import { buildSeedIso } from '../metadata/nocloud.js';
 import { metadataHandler, type MetadataResponder } from '../metadata/responder.js';
@@ -20,6 +21,8 @@ import { fromWire, type MetadataBody } from '../metadata/wire.js';
 import { CONTROLLER_PATHS, type AppliedBody } from './protocol.js';
 
 const CACHE_MS = 30_000;
+/** Controller fetches at once: a cold boot storm queues here instead of overflowing the controller's accept queue. */
+const FETCHES = 16;
 
 export interface AgentMetadataOptions {
   controllerUrl: string;
@@ -148,13 +151,15 @@ export class AgentMetadata {
   private lookup(vmId: string): Promise<VmMetadata | null> {
     const hit = this.cache.get(vmId);
     if (hit && hit.until > Date.now()) return hit.md;
-    const md = this.fetchMetadata(vmId);
+    const md = this.fetch(vmId);
     const entry = { md, until: Date.now() + CACHE_MS };
     this.cache.set(vmId, entry);
     // A failed fetch is not remembered: the next request asks again.
     md.catch(() => null).then((m) => { if (m === null && this.cache.get(vmId) === entry) this.cache.delete(vmId); });
     return md;
   }
+
+  private readonly fetch = limited(FETCHES, (vmId: string) => this.fetchMetadata(vmId));
 
   private async fetchMetadata(vmId: string): Promise<VmMetadata | null> {
     const res = await fetch(this.o.controllerUrl + CONTROLLER_PATHS.metadata(vmId), {

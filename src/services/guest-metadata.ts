@@ -5,7 +5,7 @@
  */
 import { formatIp, parseIp } from '../core/ipv4.js';
 import type { KumoGuestConfig, Network, Route, VmMetadata } from '../metadata/types.js';
-import type { Db, Q } from '../state/db.js';
+import { Precompiled, type Db, type Q } from '../state/db.js';
 import { guestConfig, type GuestConfig } from './guest-config.js';
 
 const maskOf = (prefix: number) => (prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0);
@@ -51,20 +51,21 @@ export function kumoVendorData(cfg: GuestConfig): KumoGuestConfig {
     ...(dns === undefined ? {} : { dns }), ...(gateway === undefined ? {} : { gateway }), ...(hostname === undefined ? {} : { hostname }) };
 }
 
+// A boot storm's cold cache asks for these once per VM: compiled once.
+const VM = new Precompiled((k, vmId: string) => k.selectFrom('vms')
+  .leftJoin('hosts', 'hosts.id', 'vms.host_id')
+  .leftJoin('zones', (j) => j.on((eb) => eb('zones.id', '=', eb.fn.coalesce('vms.zone_id', 'hosts.zone_id'))))
+  .select(['vms.id', 'vms.name', 'vms.tenant_id', 'zones.name as zone']).where('vms.id', '=', vmId));
+const NICS = new Precompiled((k, vmId: string) => k.selectFrom('vm_nics').innerJoin('networks', 'networks.id', 'vm_nics.network_id')
+  .leftJoin('nic_addresses', (j) => j.onRef('nic_addresses.vm_id', '=', 'vm_nics.vm_id').onRef('nic_addresses.slot', '=', 'vm_nics.slot'))
+  .select(['vm_nics.slot', 'vm_nics.mac', 'networks.cidr', 'nic_addresses.ip']).where('vm_nics.vm_id', '=', vmId));
+const USER_DATA = new Precompiled((k, vmId: string) => k.selectFrom('vm_user_data').select('data').where('vm_id', '=', vmId));
+
 /** The VM's metadata, or null when it does not exist (deallocated). */
 export async function vmMetadata(db: Db, vmId: string, q: Q = db.k): Promise<VmMetadata | null> {
-  const vm = await q.selectFrom('vms')
-    .leftJoin('hosts', 'hosts.id', 'vms.host_id')
-    .leftJoin('zones', (j) => j.on((eb) => eb('zones.id', '=', eb.fn.coalesce('vms.zone_id', 'hosts.zone_id'))))
-    .select(['vms.id', 'vms.name', 'vms.tenant_id', 'zones.name as zone']).where('vms.id', '=', vmId).executeTakeFirst();
+  const vm = await VM.first(db, q, vmId);
   if (!vm) return null;
-  const [cfg, nics, ud] = await Promise.all([
-    guestConfig(db, vmId),
-    q.selectFrom('vm_nics').innerJoin('networks', 'networks.id', 'vm_nics.network_id')
-      .leftJoin('nic_addresses', (j) => j.onRef('nic_addresses.vm_id', '=', 'vm_nics.vm_id').onRef('nic_addresses.slot', '=', 'vm_nics.slot'))
-      .select(['vm_nics.slot', 'vm_nics.mac', 'networks.cidr', 'nic_addresses.ip']).where('vm_nics.vm_id', '=', vmId).execute(),
-    q.selectFrom('vm_user_data').select('data').where('vm_id', '=', vmId).executeTakeFirst(),
-  ]);
+  const [cfg, nics, ud] = await Promise.all([guestConfig(db, vmId), NICS.execute(db, q, vmId), USER_DATA.first(db, q, vmId)]);
   const network = guestNetwork(nics, cfg);
   return {
     vmId, name: vm.name, hostname: cfg.hostname ?? defaultHostname(vm.name), zone: vm.zone ?? '', tenantId: vm.tenant_id,
