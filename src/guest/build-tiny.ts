@@ -33,7 +33,8 @@ export const KERNEL_META_PACKAGE = 'linux-image-amd64';
 export const BUSYBOX_PACKAGE = 'busybox-static';
 /**
  * Modules the initramfs loads (their dependencies and softdeps are added): the virtio-pci disk and
- * ext4 for root, virtio_net and packet sockets (built in on Debian) for NIC tests, and button +
+ * ext4 for root, virtio_net and packet sockets (built in on Debian; udhcpc needs them) for the
+ * guest agent's NIC (agent.ts) and NIC tests, and button +
  * evdev so the ACPI power button reaches acpid. No virtio_console: the console is ttyS0.
  */
 export const GUEST_MODULES = ['virtio_pci', 'virtio_blk', 'ext4', 'virtio_net', 'af_packet', 'button', 'evdev'];

@@ -4,6 +4,7 @@
  */
 import { chmod, copyFile, lstat, mkdir, readdir, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { AGENT, AGENT_PATH, UDHCPC_SCRIPT, UDHCPC_SCRIPT_PATH } from './agent.js';
 import { appletTarget, type Busybox } from './busybox.js';
 import { run } from './exec.js';
 import { ACPI_POWER_BUTTON, COUNTER, FUNCTIONS, INITTAB, RC_BOOT, RC_SHUTDOWN } from './scripts.js';
@@ -68,11 +69,14 @@ export async function stageRootfs(root: string, busybox: Busybox, release: Recor
   await put(root, 'etc/kumo/rc.shutdown', RC_SHUTDOWN, 0o755);
   await put(root, 'etc/acpi/PWRF/00000080', ACPI_POWER_BUTTON, 0o755);
   await put(root, 'usr/bin/kumo-counter', COUNTER, 0o755);
+  await put(root, AGENT_PATH.slice(1), AGENT, 0o755);
+  await put(root, UDHCPC_SCRIPT_PATH.slice(1), UDHCPC_SCRIPT, 0o755);
   await put(root, 'etc/kumo/release.json', JSON.stringify(release, null, 2) + '\n');
   await put(root, 'etc/passwd', 'root:x:0:0:root:/root:/bin/sh\n');
   await put(root, 'etc/shadow', 'root:*:19000:0:99999:7:::\n', 0o600);
   await put(root, 'etc/group', 'root:x:0:\ntty:x:5:\n');
   await put(root, 'etc/hosts', '127.0.0.1\tlocalhost\n');
+  await put(root, 'etc/hostname', 'localhost\n');
   await put(root, 'etc/fstab', '/dev/vda\t/\text4\tdefaults\t0\t1\n');
   await put(root, 'etc/os-release', 'NAME="kumo tiny-linux"\nID=kumo-tiny\nPRETTY_NAME="kumo tiny-linux (busybox)"\n');
 }

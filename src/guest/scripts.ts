@@ -9,7 +9,10 @@
  * - `kumo.dirty_mib=N` (and `kumo.dirty_ms=M`, pause between sweeps, default 0) keeps rewriting
  *   N MiB of RAM with changing non-zero data (a guest that dirties memory, for live migration) and
  *   prints `KUMO-DIRTY mib=<N>` on ttyS0 once it runs (N+1 MiB of tmpfs: a 128 MiB guest fits ~40, not 64);
- * - executables in /etc/kumo/boot.d/ run, in name order, before the marker (metadata goes there).
+ * - executables in /etc/kumo/boot.d/ run, in name order, before the marker (metadata goes there);
+ * - kumo-agent (agent.ts) starts in the background right after the marker: with a NIC it applies
+ *   kumo's config from the metadata service (`KUMO-CONFIG generation=<n> applied`) and runs a `#!`
+ *   user-data once (`KUMO-USERDATA exit=<code>`); without a NIC it exits at once.
  * Written as template literals: every shell `\${` is escaped.
  */
 
@@ -107,6 +110,8 @@ done
 sync
 kumo_say "KUMO-BOOT vm=$vm boot=$n"
 
+setsid sh -c 'echo $$ > /run/kumo-agent.pid; exec /usr/sbin/kumo-agent' < /dev/null > /dev/null 2>&1 &
+
 if [ "$(kumo_param kumo.counter)" = 1 ]; then
 	ms=$(kumo_param kumo.counter_ms) || ms=1000
 	setsid sh -c 'echo $$ > /run/kumo-counter.pid; exec /usr/bin/kumo-counter "$1"' kumo-counter "$ms" \\
@@ -125,7 +130,7 @@ export const RC_SHUTDOWN = `#!/bin/sh
 # syncs and powers off).
 . /etc/kumo/functions
 kumo_say "KUMO-SHUTDOWN vm=$(cat /run/kumo-vm-id 2>/dev/null)"
-for p in /run/kumo-counter.pid /run/kumo-dirty.pid /run/acpid.pid; do
+for p in /run/kumo-counter.pid /run/kumo-dirty.pid /run/kumo-agent.pid /run/kumo-agent/udhcpc.pid /run/acpid.pid; do
 	[ -r "$p" ] && kill "$(cat "$p")" 2>/dev/null
 done
 sync

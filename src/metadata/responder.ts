@@ -1,12 +1,14 @@
 /**
  * The metadata service's HTTP handler: routes a guest's request to the OpenStack or EC2 tree, the
- * IMDSv2 token flow, or kumo's guest-agent endpoints. Which VM is asking comes only from
+ * IMDSv2 token flow, or kumo's guest-agent endpoints (config as JSON, or as lines with
+ * `format=lines`: see agent-lines.ts). Which VM is asking comes only from
  * `identify`, which the agent bases on the connection (the tap it arrived on); nothing the guest
  * sends — path, query, Host, X-Forwarded-For, any header, the body — takes part in it, so a VM can
  * only ever read its own data.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { agentConfig } from './agent-config.js';
+import { agentLines } from './agent-lines.js';
 import { ec2Path } from './ec2.js';
 import { issueToken, parseTtl, TOKEN_HEADER, tokenValid, TTL_HEADER } from './imds-token.js';
 import { openstackPath } from './openstack.js';
@@ -139,14 +141,15 @@ export class MetadataResponder {
   private async config(vmId: string, query: URLSearchParams, gone: AbortSignal): Promise<Reply | null> {
     const after = whole(query.get('after'), -1);
     const wait = whole(query.get('wait'), 0);
-    if (after === null || wait === null || wait > MAX_WAIT_SECONDS) return failure(400);
+    const format = query.get('format') ?? 'json';
+    if (after === null || wait === null || wait > MAX_WAIT_SECONDS || (format !== 'json' && format !== 'lines')) return failure(400);
     const deadline = Date.now() + wait * 1000;
     for (;;) {
       const waiter = this.waiters.register(vmId);
       try {
         const md = await this.opts.lookup(vmId);
         if (!md) return failure(404);
-        if (md.generation > after) return json(agentConfig(md));
+        if (md.generation > after) return format === 'lines' ? text(agentLines(md)) : json(agentConfig(md));
         const left = deadline - Date.now();
         if (left <= 0 || this.waiters.isClosed) return empty(304);
         await waiter.sleep(left, gone);

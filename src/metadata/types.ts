@@ -57,9 +57,32 @@ export interface VmMetadata {
   /** Opaque bytes as the tenant gave them (a `#!` script or `#cloud-config`); null when none. */
   userData: Buffer | null;
   /** kumo's init-API state (and, under a `cloud-init` key, vendor config cloud-init applies). */
-  vendorData: object;
+  vendorData: VendorData;
   network: VmNetwork;
   /** Bumped by the controller on every init-API change; the guest agent long-polls on it. */
   generation: number;
   localIpv4: string | null;
+}
+
+/**
+ * What the controller's init API (setPassword, setSshKey, writeFile, …) has made of a VM, as the
+ * guest agent applies it: served under `vendorData.kumo`. Addresses are not here: they are in
+ * `network` (network_data.json), which every guest reads.
+ */
+export interface KumoGuestConfig {
+  users: { name: string; passwordHash?: string; sshKeys: string[] }[];
+  iptables?: string;
+  sshdConfig?: string;
+  /** content is base64; mode is octal text, e.g. "0644". The controller checked the paths. */
+  files: { path: string; content: string; mode: string }[];
+  dns?: string[];
+  gateway?: string;
+  hostname?: string;
+}
+
+/** Nova's vendor data: kumo's own part under `kumo`, cloud-init's under `cloud-init`. */
+export interface VendorData {
+  kumo?: KumoGuestConfig;
+  'cloud-init'?: unknown;
+  [provider: string]: unknown;
 }

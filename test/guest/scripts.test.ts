@@ -4,9 +4,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { AGENT, UDHCPC_SCRIPT } from '../../src/guest/agent.js';
 import { ACPI_POWER_BUTTON, COUNTER, FUNCTIONS, RC_BOOT, RC_SHUTDOWN, initramfsInit } from '../../src/guest/scripts.js';
 
-const scripts = { FUNCTIONS, RC_BOOT, RC_SHUTDOWN, ACPI_POWER_BUTTON, COUNTER, init: initramfsInit() };
+const scripts = { FUNCTIONS, RC_BOOT, RC_SHUTDOWN, ACPI_POWER_BUTTON, COUNTER, init: initramfsInit(), AGENT, UDHCPC_SCRIPT };
 const shells = [['sh', '-n'], ['busybox', 'sh', '-n']].filter(([cmd]) => spawnSync(cmd, ['-c', 'true']).status === 0);
 
 test('guest scripts parse as POSIX/busybox shell', () => {

@@ -19,6 +19,8 @@ export interface TinyVmOptions {
   /** SMBIOS type 1 serial (the VM id); omitted when undefined */
   serial?: string;
   memMiB?: number;
+  /** more QEMU arguments (NICs, …) */
+  extraArgs?: string[];
 }
 
 export interface TinyVm {
@@ -51,6 +53,7 @@ export function bootTinyVm(o: TinyVmOptions): TinyVm {
     '-drive', `file=${o.disk},if=virtio,format=raw`,
     '-qmp', `unix:${qmpSocket},server=on,wait=off`,
     ...(o.serial !== undefined ? ['-smbios', `type=1,serial=${o.serial}`] : []),
+    ...(o.extraArgs ?? []),
   ];
   const proc = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

@@ -40,7 +40,7 @@ function hasCloudInit(): boolean {
 
 let s: Served;
 const vendor = '#cloud-config\npackages: [htop]\n';
-before(async () => { s = await serve([vmA({ vendorData: { 'cloud-init': vendor, kumo: { x: 1 } } })]); });
+before(async () => { s = await serve([vmA({ vendorData: { 'cloud-init': vendor, kumo: { users: [], files: [], hostname: 'x1' } } })]); });
 after(() => s.close());
 
 test('cloud-init reads kumo as an OpenStack metadata service', { skip: hasCloudInit() ? false : 'cloud-init is not installed (Debian package cloud-init)' }, async () => {

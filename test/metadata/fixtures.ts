@@ -21,7 +21,7 @@ export function vmA(over: Partial<VmMetadata> = {}): VmMetadata {
     ],
     meta: { role: 'web' },
     userData: Buffer.from('#!/bin/sh\necho hello from user-data\n'),
-    vendorData: { kumo: { sshdConfig: 'PermitRootLogin no' } },
+    vendorData: { kumo: { users: [], files: [], sshdConfig: 'PermitRootLogin no' } },
     network: {
       links: [{ id: 'port-a0', mac: '52:54:00:AA:00:01', mtu: 1450 }],
       networks: [{

@@ -73,8 +73,8 @@ test('network_data.json: links by lower-case MAC, static ipv4 with routes, dhcp,
 });
 
 test('vendor_data.json is the vendor data; vendor_data2.json namespaces it under kumo', () => {
-  assert.deepEqual(doc(openstackPath(vmA(), ['latest', 'vendor_data.json'])), { kumo: { sshdConfig: 'PermitRootLogin no' } });
-  assert.deepEqual(doc(openstackPath(vmA(), ['latest', 'vendor_data2.json'])), { kumo: { kumo: { sshdConfig: 'PermitRootLogin no' } } });
+  assert.deepEqual(doc(openstackPath(vmA(), ['latest', 'vendor_data.json'])), { kumo: { users: [], files: [], sshdConfig: 'PermitRootLogin no' } });
+  assert.deepEqual(doc(openstackPath(vmA(), ['latest', 'vendor_data2.json'])), { kumo: { kumo: { users: [], files: [], sshdConfig: 'PermitRootLogin no' } } });
 });
 
 test('unknown versions, files and deeper paths are 404', () => {
