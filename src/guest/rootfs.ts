@@ -12,8 +12,9 @@ import { ACPI_POWER_BUTTON, COUNTER, FUNCTIONS, INITTAB, RC_BOOT, RC_SHUTDOWN } 
 /**
  * Pinned ext4 features instead of the host's /etc/mke2fs.conf: a newer e2fsprogs may default to
  * features (orphan_file, …) the guest kernel does not know, and the image should not depend on it.
+ * The Debian image (debian/build.ts) uses the same.
  */
-const MKE2FS_CONF = `[defaults]
+export const MKE2FS_CONF = `[defaults]
 	base_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr
 	default_mntopts = acl,user_xattr
 	blocksize = 4096

@@ -79,7 +79,8 @@ export class MetadataResponder {
   /** For `http.createServer(responder.handle)`. */
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const gone = new AbortController();
-    res.on('close', () => gone.abort());
+    // Only a client that left before its answer aborts (a long-poll); aborting finished ones costs a DOMException each.
+    res.on('close', () => { if (!res.writableFinished) gone.abort(); });
     this.route(req, gone.signal).then(
       (reply) => send(res, reply),
       (err: unknown) => send(res, err instanceof BodyTooLarge ? failure(413, { connection: 'close' }) : failure(500)),

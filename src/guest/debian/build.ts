@@ -14,8 +14,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildTinyImage, INITRD_FILE, KERNEL_FILE, VMLINUX_FILE } from '../build-tiny.js';
+import { buildTinyImage, INITRD_FILE, KERNEL_FILE, VMLINUX_FILE, type BuildTinyResult } from '../build-tiny.js';
 import { run } from '../exec.js';
+import { MKE2FS_CONF } from '../rootfs.js';
 import { debootstrap } from './debootstrap.js';
 import { applyConfig } from './apply-config.js';
 import { installModules, kernelTree } from './kernel-modules.js';
@@ -30,23 +31,6 @@ export const DEFAULT_SIZE_MIB = 2048;
 export const CMDLINE = 'console=ttyS0';
 /** Bumped when the build steps change in a way the inputs below do not show. */
 const FORMAT = 1;
-
-/**
- * Pinned ext4 features, like the tiny image's (rootfs.ts): the guest kernel must know them all,
- * whatever the host's /etc/mke2fs.conf defaults to.
- */
-const MKE2FS_CONF = `[defaults]
-	base_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr
-	default_mntopts = acl,user_xattr
-	blocksize = 4096
-	inode_size = 256
-	inode_ratio = 16384
-
-[fs_types]
-	ext4 = {
-		features = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize
-	}
-`;
 
 export interface BuildDebianOptions {
   cacheDir: string;
@@ -74,15 +58,9 @@ export interface DebianManifest {
   packages: Record<string, string>;
 }
 
-export interface BuildDebianResult {
-  disk: string;
-  kernel: string;
-  vmlinux: string;
-  initrd: string;
-  manifest: string;
-  kernelVersion: string;
+/** The tiny image's kernel files with this disk. */
+export interface BuildDebianResult extends Pick<BuildTinyResult, 'disk' | 'kernel' | 'vmlinux' | 'initrd' | 'manifest' | 'kernelVersion' | 'sizeMiB'> {
   cmdline: string;
-  sizeMiB: number;
   /** the disk came from the cache (no debootstrap this time) */
   cached: boolean;
   seconds: number;

@@ -92,39 +92,34 @@ export function imageCommands(program: Command): void {
       }
     }));
 
-  // Builds on this machine and talks to no controller: no connection is needed.
-  image.command('build-tiny').description('build the tiny Linux guest (kernel, initramfs, ext4 disk) from Debian packages and print its files')
-    .option('--out <dir>', 'directory for the image files', './tiny-linux')
-    .option('--cache <dir>', 'downloaded packages, reused by later builds (default: KUMO_CACHE, else the OS temp dir)')
-    .action(async (o: { out: string; cache?: string }, cmd: Command) => {
-      const json = cmd.optsWithGlobals().output === 'json';
-      try {
-        const { buildTinyImage } = await import('../../../guest/build-tiny.js');
-        const r = await buildTinyImage({ cacheDir: resolve(o.cache ?? defaultGuestCache()), outDir: resolve(o.out), log: (l) => process.stderr.write(`${l}\n`) });
-        const out = { disk: r.disk, kernel: r.kernel, vmlinux: r.vmlinux, initrd: r.initrd, manifest: r.manifest, kernelVersion: r.kernelVersion, sizeMiB: r.sizeMiB };
-        process.stdout.write(json ? `${JSON.stringify(out, null, 2)}\n` : text(out));
-      } catch (e) {
-        process.stderr.write(`kumo: building the tiny image failed: ${(e as Error).message}\n`);
-        process.exitCode = 1;
-      }
+  // Both build on this machine and talk to no controller: no connection is needed.
+  const build = (name: string, description: string, what: string, make: (cacheDir: string, outDir: string, log: (l: string) => void) => Promise<object>) =>
+    image.command(name).description(description)
+      .option('--out <dir>', 'directory for the image files', `./${what}`)
+      .option('--cache <dir>', 'downloaded packages (and a finished disk), reused by later builds (default: KUMO_CACHE, else the OS temp dir)')
+      .action(async (o: { out: string; cache?: string }, cmd: Command) => {
+        const json = cmd.optsWithGlobals().output === 'json';
+        try {
+          const out = await make(resolve(o.cache ?? defaultGuestCache()), resolve(o.out), (l) => process.stderr.write(`${l}\n`));
+          process.stdout.write(json ? `${JSON.stringify(out, null, 2)}\n` : text(out as Record<string, unknown>));
+        } catch (e) {
+          process.stderr.write(`kumo: building ${what} failed: ${(e as Error).message}\n`);
+          process.exitCode = 1;
+        }
+      });
+  build('build-tiny', 'build the tiny Linux guest (kernel, initramfs, ext4 disk) from Debian packages and print its files', 'tiny-linux',
+    async (cacheDir, outDir, log) => {
+      const { buildTinyImage } = await import('../../../guest/build-tiny.js');
+      const r = await buildTinyImage({ cacheDir, outDir, log });
+      return { disk: r.disk, kernel: r.kernel, vmlinux: r.vmlinux, initrd: r.initrd, manifest: r.manifest, kernelVersion: r.kernelVersion, sizeMiB: r.sizeMiB };
     });
-
-  // Like build-tiny: builds here, no controller. The image boots by direct kernel boot (no bootloader).
-  image.command('build-debian').description('build a minimal Debian 12 image with cloud-init (debootstrap, needs root and a Debian mirror; '
+  // The image boots by direct kernel boot (no bootloader), with the tiny image's kernel and initramfs.
+  build('build-debian', 'build a minimal Debian 12 image with cloud-init (debootstrap, needs root and a Debian mirror; '
     + 'KUMO_DEBIAN_MIRROR overrides deb.debian.org) and print its files. The finished disk is cached, so a second run is a copy. '
-    + 'Boot it with the printed kernel, initrd and cmdline; cloud-init reads the OpenStack metadata service')
-    .option('--out <dir>', 'directory for the image files', './debian-12-cloud')
-    .option('--cache <dir>', 'downloaded packages and the finished disk, reused by later builds (default: KUMO_CACHE, else the OS temp dir)')
-    .action(async (o: { out: string; cache?: string }, cmd: Command) => {
-      const json = cmd.optsWithGlobals().output === 'json';
-      try {
-        const { buildDebianImage } = await import('../../../guest/debian/build.js');
-        const r = await buildDebianImage({ cacheDir: resolve(o.cache ?? defaultGuestCache()), outDir: resolve(o.out), log: (l) => process.stderr.write(`${l}\n`) });
-        const out = { disk: r.disk, kernel: r.kernel, vmlinux: r.vmlinux, initrd: r.initrd, manifest: r.manifest, cmdline: r.cmdline, kernelVersion: r.kernelVersion, sizeMiB: r.sizeMiB, cached: r.cached };
-        process.stdout.write(json ? `${JSON.stringify(out, null, 2)}\n` : text(out));
-      } catch (e) {
-        process.stderr.write(`kumo: building the Debian image failed: ${(e as Error).message}\n`);
-        process.exitCode = 1;
-      }
-    });
+    + 'Boot it with the printed kernel, initrd and cmdline; cloud-init reads the OpenStack metadata service. `kumo up --debian-image` also registers it',
+  'debian-12-cloud', async (cacheDir, outDir, log) => {
+    const { buildDebianImage } = await import('../../../guest/debian/build.js');
+    const r = await buildDebianImage({ cacheDir, outDir, log });
+    return { disk: r.disk, kernel: r.kernel, vmlinux: r.vmlinux, initrd: r.initrd, manifest: r.manifest, cmdline: r.cmdline, kernelVersion: r.kernelVersion, sizeMiB: r.sizeMiB, cached: r.cached };
+  });
 }
