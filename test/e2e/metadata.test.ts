@@ -10,6 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -110,5 +111,8 @@ describe('metadata service and init API with tiny guests', { timeout: 20 * 60_00
     assert.match(hash, /^\$6\$/);
     const salt = hash.split('$')[2];
     assert.equal(run('openssl', 'passwd', '-6', '-salt', salt, PASSWORD).trim(), hash, 'the shadow hash is the password\'s SHA-512 crypt');
+    // The password itself is in no log of the controller, the agent or the storage node.
+    const logs = join(cloud.data, 'logs');
+    for (const f of readdirSync(logs)) assert.ok(!readFileSync(join(logs, f), 'utf8').includes(PASSWORD), `the password is in ${f}`);
   });
 });
