@@ -65,6 +65,14 @@ function kumoPart(md: VmMetadata): Partial<KumoGuestConfig> {
 
 const str = (v: unknown): v is string => typeof v === 'string';
 
+const ipNumber = (ip: string) => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+/** Whether `ip` is inside `address`'s subnet ("a.b.c.d/p"). */
+function onSubnet(ip: string, address: string): boolean {
+  const [a, p] = address.split('/');
+  const size = 2 ** (32 - Number(p));
+  return Math.floor(ipNumber(ip) / size) === Math.floor(ipNumber(a) / size);
+}
+
 export function agentLines(md: VmMetadata): string {
   const k = kumoPart(md);
   const out: string[] = [`generation ${Math.max(0, Math.trunc(md.generation))}`];
@@ -72,6 +80,7 @@ export function agentLines(md: VmMetadata): string {
   const hostname = str(k.hostname) && k.hostname !== '' ? k.hostname : md.hostname;
   if (str(hostname) && HOSTNAME.test(hostname)) out.push(`hostname ${hostname}`);
 
+  const statics: string[] = [];
   for (const link of md.network.links) {
     const mac = link.mac.toLowerCase();
     if (!MAC.test(mac)) continue;
@@ -80,6 +89,7 @@ export function agentLines(md: VmMetadata): string {
       .map((n) => cidr(n.ipAddress!, maskPrefix(n.netmask ?? '255.255.255.255')))
       .filter((a): a is string => a !== null);
     out.push(['nic', mac, ...new Set(addrs)].join(' '));
+    statics.push(...addrs);
   }
 
   // Destination → gateway; the tenant's own gateway (setNetwork) replaces the subnet's default.
@@ -91,7 +101,9 @@ export function agentLines(md: VmMetadata): string {
       if (dest !== null && IPV4.test(r.gateway)) routes.set(dest, r.gateway);
     }
   }
-  if (str(k.gateway) && IPV4.test(k.gateway)) routes.set('0.0.0.0/0', k.gateway);
+  // Only a gateway on one of the guest's subnets can be applied; another waits for its address, and
+  // the generation is still confirmable.
+  if (str(k.gateway) && IPV4.test(k.gateway) && statics.some((a) => onSubnet(k.gateway!, a))) routes.set('0.0.0.0/0', k.gateway);
   for (const [dest, gw] of routes) out.push(`route ${dest} ${gw}`);
 
   const dns = (Array.isArray(k.dns) ? k.dns : md.network.services.map((s) => s.address)).filter((a) => str(a) && IPV4.test(a));

@@ -100,6 +100,12 @@ const metadata: fc.Arbitrary<VmMetadata> = fc.record({
 /** What survives the encoding: a string as UTF-8 would carry it. */
 const utf8 = (s: string) => Buffer.from(s, 'utf8').toString('utf8');
 
+test('a tenant gateway on none of the guest\'s subnets is left out (it could not be applied), one on a subnet replaces the default', () => {
+  const routes = (gateway: string) => parseAgentLines(agentLines(vmA({ vendorData: { kumo: { users: [], files: [], gateway } } }))).routes;
+  assert.deepEqual(routes('192.168.9.1'), [{ dest: '0.0.0.0/0', gateway: '10.1.0.1' }]);
+  assert.deepEqual(routes('10.1.0.254'), [{ dest: '0.0.0.0/0', gateway: '10.1.0.254' }]);
+});
+
 test('property: nothing a tenant sets adds a line or breaks a record; the guest reads back what was set', () => {
   fc.assert(fc.property(metadata, (md) => {
     const text = agentLines(md);
