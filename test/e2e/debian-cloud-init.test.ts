@@ -4,6 +4,7 @@
  * the init API while it is stopped, user-data given at allocateVm. It boots on a QEMU agent whose
  * metadata link leases its first NIC an address (dnsmasq) and answers http://169.254.169.254/.
  * Evidence comes from the guest: its user-data script prints what cloud-init did to the console.
+ * The agent runs with --nocloud-seed, so the guest also has a `cidata` CD-ROM; the script reads it.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -28,6 +29,9 @@ echo "KUMO-UD hostname=$(hostname)"
 echo "KUMO-UD keys=$(tr '\\n' '|' < /home/debian/.ssh/authorized_keys)"
 echo "KUMO-UD datasource=$(sed -n 's/.*"datasource": *"\\([^"]*\\)".*/\\1/p' /run/cloud-init/status.json | head -n 1)"
 echo "KUMO-UD instance=$(cat /var/lib/cloud/data/instance-id)"
+mkdir -p /mnt/seed
+if mount -o ro LABEL=cidata /mnt/seed; then echo "KUMO-UD seed=$(tr -d ' \\n' < /mnt/seed/meta-data)"
+else echo "KUMO-UD seed: cannot mount LABEL=cidata: $(ls /dev/sr* /dev/disk/by-label 2>&1 | tr '\\n' ' ') $(lsmod | grep -E 'ahci|sr_mod|isofs' | tr '\\n' ' ')"; fi
 echo "KUMO-UD done"
 } > /dev/ttyS0 2>&1
 `;
@@ -45,6 +49,8 @@ describe('Debian cloud-init guest on kumo', { timeout: 30 * 60_000 }, () => {
       await cloud.start({
         images: [registration(b)],
         vmTypes: [{ type: DEBIAN_TYPE, vcpus: 1, memoryMiB: 768, systemDiskGiB: 2, resourceType: 'best-effort' }],
+        // A NoCloud seed as well: the guest can read it, and cloud-init still prefers OpenStack.
+        agentArgs: ['--nocloud-seed'],
       });
       imageId = cloud.variants.get(IMAGE_NAME)!;
     } catch (e) {
@@ -86,6 +92,8 @@ describe('Debian cloud-init guest on kumo', { timeout: 30 * 60_000 }, () => {
     assert.ok(ud.some((l) => l.startsWith('KUMO-UD keys=') && l.includes(KEY)), 'the setSshKey key in /home/debian/.ssh/authorized_keys');
     assert.ok(ud.some((l) => /^KUMO-UD datasource=DataSourceOpenStack/.test(l)), 'cloud-init used the OpenStack datasource');
     assert.ok(ud.includes(`KUMO-UD instance=${vmId}`), 'the instance id is the VM id');
+    assert.ok(ud.some((l) => l.startsWith('KUMO-UD seed=') && l.includes(`"instance-id":"${vmId}"`) && l.includes('"local-hostname":"deb-1"')),
+      'the NoCloud seed CD-ROM holds this VM\'s meta-data');
     await cloud.run(vmId, 'power-off', { force: true });
   });
 });

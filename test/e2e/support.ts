@@ -197,7 +197,7 @@ export class QemuCloud {
    * `vmTypes`: catalog entries added beside SMALL_DISK_TYPE and TINY_TYPE. `controllerArgs`: more
    * `kumo controller` flags.
    */
-  async start(o: { variants?: Record<string, string>; vmTypes?: object[]; controllerArgs?: string[]; images?: ImageRegistration[] } = {}): Promise<void> {
+  async start(o: { variants?: Record<string, string>; vmTypes?: object[]; controllerArgs?: string[]; images?: ImageRegistration[]; agentArgs?: string[] } = {}): Promise<void> {
     await this.seed();
     for (const [name, words] of Object.entries(o.variants ?? {})) this.variants.set(name, await this.registerVariant(name, words));
     for (const image of o.images ?? []) this.variants.set(image.name, await this.registerImage(image));
@@ -210,7 +210,7 @@ export class QemuCloud {
     await this.startController(o.controllerArgs ?? []);
     if (!this.hyperconverged) await this.startStorageNode(this.mainStorage);
     const main = new QemuAgent(this, this.host, this.zone, this.agentData, this.agentLog, await freePort(),
-      this.hyperconverged ? this.mainStorage : null, []);
+      this.hyperconverged ? this.mainStorage : null, o.agentArgs ?? []);
     this.agents.set(this.host, main);
     await main.start();
   }

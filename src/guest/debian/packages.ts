@@ -19,15 +19,18 @@ export const VARIANT = 'minbase';
  * - openssh-server: the point of installing the ssh key; cloud-init also makes the host keys
  * - sudo: the default user `debian` gets passwordless sudo from cloud-init
  * - netbase: /etc/services and /etc/protocols, which python's socket helpers read
+ * - kmod: /sbin/modprobe, which the kernel runs to load a filesystem on first mount (iso9660 of a
+ *   NoCloud seed); udev alone loads only device drivers
  * - python3-cffi-backend: python3-cryptography (cloud-init → oauthlib) depends on the virtual
  *   python3-cffi-backend-api-min/-max it provides, and debootstrap's resolver does not follow virtual packages
  */
-export const PACKAGES = ['systemd-sysv', 'udev', 'cloud-init', 'isc-dhcp-client', 'iproute2', 'ifupdown', 'openssh-server', 'sudo', 'netbase', 'python3-cffi-backend'];
+export const PACKAGES = ['systemd-sysv', 'udev', 'cloud-init', 'isc-dhcp-client', 'iproute2', 'ifupdown', 'openssh-server', 'sudo', 'netbase', 'kmod', 'python3-cffi-backend'];
 
 /**
  * Kernel modules copied into the image's /lib/modules (with their dependencies) on top of what the
  * tiny initramfs already loaded: udev then finds the virtio devices kumo may add and modprobe works.
- * The whole module tree would be ~390 MiB; this closure is a few MiB.
+ * The whole module tree would be ~390 MiB; this closure is a few MiB. ahci + sr_mod + isofs read a
+ * NoCloud seed (`kumo agent --nocloud-seed`: a CD-ROM on q35's AHCI).
  */
 export const EXTRA_MODULES = ['virtio_pci', 'virtio_blk', 'virtio_net', 'virtio_scsi', 'virtio_rng', 'virtio_balloon', 'virtio_console',
-  'ext4', 'af_packet', 'button', 'evdev', 'sd_mod', 'sr_mod', 'isofs', 'vfat', 'nls_ascii', 'loop', 'tun'];
+  'ext4', 'af_packet', 'button', 'evdev', 'sd_mod', 'ahci', 'sr_mod', 'isofs', 'vfat', 'nls_ascii', 'loop', 'tun'];
