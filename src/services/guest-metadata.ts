@@ -61,19 +61,45 @@ const NICS = new Precompiled((k, vmId: string) => k.selectFrom('vm_nics').innerJ
   .select(['vm_nics.slot', 'vm_nics.mac', 'networks.cidr', 'nic_addresses.ip']).where('vm_nics.vm_id', '=', vmId));
 const USER_DATA = new Precompiled((k, vmId: string) => k.selectFrom('vm_user_data').select('data').where('vm_id', '=', vmId));
 
+/**
+ * The same configuration for cloud-init guests, as the `#cloud-config` vendor data cloud-init applies
+ * on an instance's first boot (JSON is YAML): users with their keys, password hashes, and files,
+ * sshd_config and iptables rules as files. Network and hostname reach cloud-init through
+ * network_data.json and meta_data.json; null when there is nothing else to say.
+ */
+export function cloudConfig(cfg: GuestConfig): string | null {
+  const doc: Record<string, unknown> = {};
+  // Passwords all through chpasswd (cc_set_passwords runs after users-groups): a user entry's
+  // hashed_passwd would merge with the image's default user, whose lock_passwd then locks it again.
+  const others = cfg.users.filter((u) => u.name !== 'root');
+  if (others.length) {
+    doc.users = ['default', ...others.map((u) => ({ name: u.name, shell: '/bin/bash', ...(u.sshKeys.length ? { ssh_authorized_keys: u.sshKeys } : {}) }))];
+  }
+  const hashed = cfg.users.filter((u) => u.passwordHash);
+  if (hashed.length) doc.chpasswd = { expire: false, users: hashed.map((u) => ({ name: u.name, password: u.passwordHash, type: 'hash' })) };
+  const files = [
+    ...cfg.files.map((f) => ({ path: f.path, content: f.content, encoding: 'b64', permissions: f.mode })),
+    ...(cfg.sshdConfig === undefined ? [] : [{ path: '/etc/ssh/sshd_config', content: cfg.sshdConfig, permissions: '0644' }]),
+    ...(cfg.iptables === undefined ? [] : [{ path: '/etc/iptables/rules.v4', content: cfg.iptables, permissions: '0640' }]),
+  ];
+  if (files.length) doc.write_files = files;
+  return Object.keys(doc).length ? `#cloud-config\n${JSON.stringify(doc, null, 1)}\n` : null;
+}
+
 /** The VM's metadata, or null when it does not exist (deallocated). */
 export async function vmMetadata(db: Db, vmId: string, q: Q = db.k): Promise<VmMetadata | null> {
   const vm = await VM.first(db, q, vmId);
   if (!vm) return null;
   const [cfg, nics, ud] = await Promise.all([guestConfig(db, vmId), NICS.execute(db, q, vmId), USER_DATA.first(db, q, vmId)]);
   const network = guestNetwork(nics, cfg);
+  const cloud = cloudConfig(cfg);
   return {
     vmId, name: vm.name, hostname: cfg.hostname ?? defaultHostname(vm.name), zone: vm.zone ?? '', tenantId: vm.tenant_id,
     // OpenStack's public_keys go to the image's default user; kumo's keys for named users are in vendor data.
     publicKeys: cfg.users.flatMap((u) => u.sshKeys.map((key, i) => ({ name: `${u.name}-${i}`, key }))),
     meta: {},
     userData: ud ? Buffer.from(ud.data, 'base64') : null,
-    vendorData: { kumo: kumoVendorData(cfg) },
+    vendorData: { kumo: kumoVendorData(cfg), ...(cloud === null ? {} : { 'cloud-init': cloud }) },
     network,
     generation: cfg.generation,
     localIpv4: network.networks.find((n) => n.type === 'ipv4')?.ipAddress ?? null,

@@ -1,12 +1,13 @@
 /**
  * A real cloud-init guest on kumo: the Debian image `kumo image build-debian` makes (built on a cold
- * cache, copied on a warm one) restored into a VM with a NIC, its ssh key and hostname set through
- * the init API while it is stopped, user-data given at allocateVm. It boots on a QEMU agent whose
+ * cache, copied on a warm one) restored into a VM with a NIC, its ssh key, hostname, password and a
+ * file set through the init API while it is stopped, user-data given at allocateVm. It boots on a QEMU agent whose
  * metadata link leases its first NIC an address (dnsmasq) and answers http://169.254.169.254/.
  * Evidence comes from the guest: its user-data script prints what cloud-init did to the console.
  * The agent runs with --nocloud-seed, so the guest also has a `cidata` CD-ROM; the script reads it.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,8 @@ import { QemuCloud, say, waitFor } from './support.js';
 
 const cacheDir = process.env.KUMO_CACHE ?? join(tmpdir(), 'kumo-guest-cache');
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl tester@kumo';
+const PASSWORD = 'debian guest password';
+const MOTD = 'set through the init API before the first boot\n';
 const DEBIAN_TYPE = 'be.768m';
 // cloud-init under TCG on two busy cores: minutes. A wait, not a measure.
 const CLOUD_INIT_MS = 12 * 60_000;
@@ -29,6 +32,8 @@ echo "KUMO-UD hostname=$(hostname)"
 echo "KUMO-UD keys=$(tr '\\n' '|' < /home/debian/.ssh/authorized_keys)"
 echo "KUMO-UD datasource=$(sed -n 's/.*"datasource": *"\\([^"]*\\)".*/\\1/p' /run/cloud-init/status.json | head -n 1)"
 echo "KUMO-UD instance=$(cat /var/lib/cloud/data/instance-id)"
+echo "KUMO-UD shadow=$(grep '^debian:' /etc/shadow | cut -d: -f2)"
+echo "KUMO-UD motd=$(base64 -w0 < /etc/motd)"
 mkdir -p /mnt/seed
 if mount -o ro LABEL=cidata /mnt/seed; then echo "KUMO-UD seed=$(tr -d ' \\n' < /mnt/seed/meta-data)"
 else echo "KUMO-UD seed: cannot mount LABEL=cidata: $(ls /dev/sr* /dev/disk/by-label 2>&1 | tr '\\n' ' ') $(lsmod | grep -E 'ahci|sr_mod|isofs' | tr '\\n' ' ')"; fi
@@ -70,7 +75,10 @@ describe('Debian cloud-init guest on kumo', { timeout: 30 * 60_000 }, () => {
     assert.equal(vm.status, 201, JSON.stringify(vm.body));
     const vmId = (vm.body as { vmId: string }).vmId;
     assert.equal((await cloud.rest('tenant', 'POST', `/vms/${vmId}/nics`, { networkId: (net.body as { networkId: string }).networkId })).status, 201);
-    for (const [path, body] of [['ssh-key', { user: 'debian', publicKey: KEY }], ['network', { hostname: 'deb-1' }]] as const) {
+    for (const [path, body] of [
+      ['ssh-key', { user: 'debian', publicKey: KEY }], ['network', { hostname: 'deb-1' }],
+      ['password', { user: 'debian', password: PASSWORD }], ['file', { path: '/etc/motd', content: Buffer.from(MOTD).toString('base64') }],
+    ] as const) {
       const r = await cloud.rest('tenant', 'POST', `/vms/${vmId}/init/${path}`, body);
       assert.equal(r.status, 202, `${path}: ${JSON.stringify(r.body)}`);
       const done = await cloud.wait((r.body as { requestId: string }).requestId, 30_000);
@@ -92,6 +100,10 @@ describe('Debian cloud-init guest on kumo', { timeout: 30 * 60_000 }, () => {
     assert.ok(ud.some((l) => l.startsWith('KUMO-UD keys=') && l.includes(KEY)), 'the setSshKey key in /home/debian/.ssh/authorized_keys');
     assert.ok(ud.some((l) => /^KUMO-UD datasource=DataSourceOpenStack/.test(l)), 'cloud-init used the OpenStack datasource');
     assert.ok(ud.includes(`KUMO-UD instance=${vmId}`), 'the instance id is the VM id');
+    assert.ok(ud.includes(`KUMO-UD motd=${Buffer.from(MOTD).toString('base64')}`), 'writeFile reached the guest through the cloud-config vendor data');
+    const hash = ud.find((l) => l.startsWith('KUMO-UD shadow='))?.slice('KUMO-UD shadow='.length) ?? '';
+    assert.match(hash, /^\$6\$/, 'the debian user has a SHA-512 crypt hash');
+    assert.equal(execFileSync('openssl', ['passwd', '-6', '-salt', hash.split('$')[2], PASSWORD], { encoding: 'utf8' }).trim(), hash, 'setPassword\'s hash');
     assert.ok(ud.some((l) => l.startsWith('KUMO-UD seed=') && l.includes(`"instance-id":"${vmId}"`) && l.includes('"local-hostname":"deb-1"')),
       'the NoCloud seed CD-ROM holds this VM\'s meta-data');
     await cloud.run(vmId, 'power-off', { force: true });
