@@ -5,7 +5,7 @@ import type { HostRow } from '../state/schema.js';
 import { MigrationError, type MigrationOutcome, type MigrationProgress } from '../compute/migration.js';
 import {
   AGENT_PATHS, type DirtyRateBody, type DirtyRateReply, type HandoverBody, type IncomingBody, type IncomingReply, type MigrateBody,
-  type MetadataBody, type MigrateEvent, type RelocateBody, type RelocateEvent, type RelocateProgress, type ResumeOutgoingBody,
+  type GuestPolling, type MetadataBody, type MigrateEvent, type RelocateBody, type RelocateEvent, type RelocateProgress, type ResumeOutgoingBody,
 } from './protocol.js';
 import type { RelocateResult } from '../storage/relocation/step.js';
 
@@ -91,7 +91,7 @@ export class AgentClient {
   migrateCancel(host: HostRow, vmId: string) { return this.call<void>(host, AGENT_PATHS.migrateCancel(host.id, vmId), {}); }
   handover(host: HostRow, vmId: string, toHostId: string) { return this.call<void>(host, AGENT_PATHS.handover(host.id, vmId), { toHostId } satisfies HandoverBody); }
   resumeIncoming(host: HostRow, vmId: string) { return this.call<void>(host, AGENT_PATHS.resumeIncoming(host.id, vmId), {}); }
-  putMetadata(host: HostRow, vmId: string, md: MetadataBody) { return this.call<void>(host, AGENT_PATHS.metadata(host.id, vmId), md, 'PUT'); }
+  putMetadata(host: HostRow, vmId: string, md: MetadataBody) { return this.call<GuestPolling>(host, AGENT_PATHS.metadata(host.id, vmId), md, 'PUT'); }
   resumeOutgoing(host: HostRow, vmId: string, volumeIds: string[]) {
     return this.call<void>(host, AGENT_PATHS.resumeOutgoing(host.id, vmId), { volumeIds } satisfies ResumeOutgoingBody);
   }

@@ -18,7 +18,7 @@ import { buildSeedIso } from '../metadata/nocloud.js';
 import { metadataHandler, type MetadataResponder } from '../metadata/responder.js';
 import type { VmMetadata } from '../metadata/types.js';
 import { fromWire, type MetadataBody } from '../metadata/wire.js';
-import { CONTROLLER_PATHS, type AppliedBody } from './protocol.js';
+import { CONTROLLER_PATHS, type AppliedBody, type GuestPolling } from './protocol.js';
 
 const CACHE_MS = 30_000;
 /** Controller fetches at once: a cold boot storm queues here instead of overflowing the controller's accept queue. */
@@ -33,7 +33,13 @@ export interface AgentMetadataOptions {
   log: Logger;
 }
 
-interface Served { server: http.Server; port: number; device: string; guestAddress: string }
+interface Served {
+  server: http.Server; port: number; device: string; guestAddress: string;
+  /** When the listener opened (the VM started here, arrived, or the agent restarted). */
+  since: number;
+  /** The guest has asked kumo's guest-agent endpoints since then (a cloud-init guest never does). */
+  polled: boolean;
+}
 
 export class AgentMetadata {
   readonly responder: MetadataResponder;
@@ -84,10 +90,12 @@ export class AgentMetadata {
     return next;
   }
 
-  /** A pushed change: the VM's pending long-polls answer now. */
-  update(vmId: string, body: MetadataBody): void {
+  /** A pushed change: the VM's pending long-polls answer now. Says whether a guest agent will confirm it. */
+  update(vmId: string, body: MetadataBody): GuestPolling {
     this.cache.set(vmId, { md: Promise.resolve(fromWire(body)), until: Date.now() + CACHE_MS });
     this.responder.notify(vmId);
+    const s = this.served.get(vmId);
+    return s ? { polled: s.polled, servedMs: Date.now() - s.since } : { polled: false, servedMs: null };
   }
 
   /** Stops serving; the VMs and their DHCP keep running, and a restarted agent attaches them again. */
@@ -125,9 +133,12 @@ export class AgentMetadata {
   async listen(vmId: string, device: string, address: () => Promise<string> = async () => ''): Promise<Served> {
     const had = this.served.get(vmId);
     if (had) return had;
-    const server = http.createServer({ keepAliveTimeout: 65_000 }, this.responder.handle);
+    const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+      if (req.url?.startsWith('/kumo/')) s.polled = true;
+      this.responder.handle(req, res);
+    });
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', () => resolve()));
-    const s: Served = { server, port: (server.address() as AddressInfo).port, device, guestAddress: await address() };
+    const s: Served = { server, port: (server.address() as AddressInfo).port, device, guestAddress: await address(), since: Date.now(), polled: false };
     this.served.set(vmId, s);
     this.byPort.set(s.port, vmId);
     return s;

@@ -63,6 +63,12 @@ export type MigrateEvent = { progress: MigrationProgress } | { result: Migration
 export interface HandoverBody { toHostId: string }
 export type { MetadataBody } from '../metadata/wire.js';
 export interface AppliedBody { generation: number }
+/**
+ * The answer to a metadata push: whether the VM's guest has asked kumo's guest-agent endpoints since
+ * its listener opened `servedMs` ago (null: no listener here, e.g. a sim host). A guest that has
+ * run for a while without asking has no kumo agent (cloud-init reads its configuration at boot).
+ */
+export interface GuestPolling { polled: boolean; servedMs: number | null }
 export interface ResumeOutgoingBody { volumeIds: string[] }
 
 /** One file of an image as the controller stores it. */

@@ -112,8 +112,7 @@ export class Agent {
     app.put<P & { Body: MetadataBody }>(AGENT_PATHS.metadata(':hostId', ':vmId'), async (req) => {
       driver(req.params.hostId);
       if (req.body?.vmId !== req.params.vmId) throw Object.assign(new Error('metadata for another VM'), { statusCode: 400 });
-      this.metadata.update(req.params.vmId, req.body);
-      return {};
+      return this.metadata.update(req.params.vmId, req.body);
     });
     app.post<P>(AGENT_PATHS.reset(':hostId', ':vmId'), async (req) => {
       this.o.log.info({ vmId: req.params.vmId }, 'resetting VM');

@@ -69,6 +69,18 @@ forEachDb('init API requests end on the guest\'s confirmation', (env) => {
     assert.deepEqual(await generations(vmId), [{ generation: 1, status: 'stored' }]);
   });
 
+  it('a guest that has run past the confirmation window without polling kumo\'s endpoints (cloud-init): stored at once', async () => {
+    const { vmId, get } = await runningVm();
+    assert.equal((await get('/openstack/latest/meta_data.json')).status, 200);
+    await sleep(1700);
+    const started = Date.now();
+    const info = await cloud.finish(t, await s().init.sshKey(t, vmId, 'root', KEY));
+    assert.equal(info.status, 'succeeded');
+    assert.ok(Date.now() - started < 1500, 'it waited for a confirmation that could not come');
+    assert.match((info.result as { message: string }).message, /without asking for kumo's guest-agent configuration .*stored/);
+    assert.deepEqual(await generations(vmId), [{ generation: 1, status: 'stored' }]);
+  });
+
   it('user-data: handed to the guest byte for byte; over 64 KiB refused with the figure', async () => {
     const script = `#!/bin/sh\necho "héllo from user-data"\n${'#'.repeat(1000)}\n`;
     const { get } = await runningVm(script);

@@ -25,8 +25,10 @@ const GUEST_UP = new Set(['starting', 'running', 'migrating']);
 /**
  * The init requests (setSshKey …): the generation is already recorded (services/init.ts). A running
  * guest gets it from its agent's metadata service — pushed there, so its long-poll answers at once —
- * and the request succeeds when the guest confirms that generation or a later one. A stopped VM, or
- * one with another request queued behind this one, keeps the generation for its next boot or poll.
+ * and the request succeeds when the guest confirms that generation or a later one. A stopped VM, one
+ * with another request queued behind this one, or a guest that has run longer than the confirmation
+ * window without ever asking kumo's guest-agent endpoints (a cloud-init guest) keeps the generation
+ * for its next boot or poll: the request succeeds saying "stored".
  */
 export function guestConfigHandlers(d: GuestConfigDeps): Record<string, Handler> {
   const status = async (vmId: string, generation: number) => (await d.db.k.selectFrom('vm_config_generations').select('status')
@@ -56,8 +58,13 @@ export function guestConfigHandlers(d: GuestConfigDeps): Record<string, Handler>
         const host = await d.db.k.selectFrom('hosts').selectAll().where('id', '=', vm.host_id).executeTakeFirstOrThrow();
         const md = await vmMetadata(d.db, vmId);
         try {
-          if (md) await d.agents.putMetadata(host, vmId, toWire(md));
+          const guest = md ? await d.agents.putMetadata(host, vmId, toWire(md)) : null;
           pushedTo = vm.host_id;
+          if (guest && !guest.polled && guest.servedMs !== null && guest.servedMs > d.confirmTimeoutMs) {
+            await store(vmId, generation);
+            return { generation, applied: false, stored: true, message: `the guest has run ${Math.round(guest.servedMs / 1000)} s without asking for kumo's guest-agent configuration `
+              + `(cloud-init reads it at boot): generation ${generation} is stored and applied at its next boot` };
+          }
           await ctx.progress(50, `generation ${generation} handed to host ${host.name}; waiting for the guest to apply it`);
         } catch (e) {
           ctx.log.warn({ err: (e as Error).message }, 'could not hand the configuration to the agent; the guest gets it at its next poll');
