@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { NicDevice } from '../compute/driver.js';
 import { limited } from '../core/limit.js';
-import { pickGuestAddress, type MetadataLink } from '../metadata/link.js';
+import { pickGuestAddress, vmFileName, type MetadataLink } from '../metadata/link.js';
 import { buildSeedIso } from '../metadata/nocloud.js';
 import { metadataHandler, type MetadataResponder } from '../metadata/responder.js';
 import type { VmMetadata } from '../metadata/types.js';
@@ -39,6 +39,12 @@ interface Served {
   since: number;
   /** The guest has asked kumo's guest-agent endpoints since then (a cloud-init guest never does). */
   polled: boolean;
+}
+
+/** Stops a listener and drops its connections, long-polls included. */
+function shut(server: http.Server): void {
+  server.close();
+  server.closeAllConnections();
 }
 
 export class AgentMetadata {
@@ -81,8 +87,7 @@ export class AgentMetadata {
       if (!s) return;
       this.served.delete(vmId);
       this.byPort.delete(s.port);
-      s.server.close();
-      s.server.closeAllConnections();
+      shut(s.server);
       await this.o.link?.detach(vmId, s.device, s.guestAddress);
       await rm(this.stateFile(vmId), { force: true });
     });
@@ -101,10 +106,7 @@ export class AgentMetadata {
   /** Stops serving; the VMs and their DHCP keep running, and a restarted agent attaches them again. */
   async close(): Promise<void> {
     this.responder.close();
-    for (const s of this.served.values()) {
-      s.server.close();
-      s.server.closeAllConnections();
-    }
+    for (const s of this.served.values()) shut(s.server);
     this.served.clear();
     this.byPort.clear();
   }
@@ -119,7 +121,7 @@ export class AgentMetadata {
     if (!md) throw new Error(`no metadata for ${vmId}: the controller does not place it on this agent`);
     const dir = join(this.o.dataDir, 'metadata', 'seeds');
     await mkdir(dir, { recursive: true });
-    const iso = join(dir, `${vmId.replace(/[^A-Za-z0-9_.-]/g, '_')}.iso`);
+    const iso = join(dir, `${vmFileName(vmId)}.iso`);
     await buildSeedIso(md, iso);
     return iso;
   }
@@ -144,7 +146,7 @@ export class AgentMetadata {
     return s;
   }
 
-  private stateFile(vmId: string) { return join(this.o.dataDir, 'metadata', `${vmId.replace(/[^A-Za-z0-9_.-]/g, '_')}.address`); }
+  private stateFile(vmId: string) { return join(this.o.dataDir, 'metadata', `${vmFileName(vmId)}.address`); }
 
   /** The guest keeps its address across agent restarts: it is saved; a new one is the VM's first free candidate. */
   private async guestAddress(vmId: string, link: MetadataLink): Promise<string> {

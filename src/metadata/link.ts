@@ -8,6 +8,9 @@ import { createHash } from 'node:crypto';
 
 export const METADATA_IP = '169.254.169.254';
 
+/** A VM id as part of a file name on the host (kumo's ids already are; anything else is made safe). */
+export const vmFileName = (vmId: string) => vmId.replace(/[^A-Za-z0-9_.-]/g, '_');
+
 export interface MetadataLinkSpec {
   vmId: string;
   /** The host-side device of the VM's first NIC (its tap). */

@@ -12,7 +12,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { alive, procCmdline, readPidfile, signal } from '../../core/proc.js';
 import { join } from 'node:path';
-import { METADATA_IP, type MetadataLink, type MetadataLinkSpec } from '../../metadata/link.js';
+import { METADATA_IP, vmFileName, type MetadataLink, type MetadataLinkSpec } from '../../metadata/link.js';
 import { CommandError, run } from '../netns.js';
 
 const TABLE = 'kumo_metadata';
@@ -97,7 +97,7 @@ add element ip ${TABLE} allowed { "${s.device}" . ${s.guestAddress} . ${s.port} 
     for (const line of elementsOf(stdout, device)) await run('nft', ['delete', 'element', 'ip', TABLE, line.set, `{ ${line.key.replace(device, q)} }`]).catch(() => {});
   }
 
-  private vmDir(vmId: string) { return join(this.o.dir, vmId.replace(/[^A-Za-z0-9_.-]/g, '_')); }
+  private vmDir(vmId: string) { return join(this.o.dir, vmFileName(vmId)); }
 
   private async ensureDhcp(s: MetadataLinkSpec): Promise<void> {
     const dir = this.vmDir(s.vmId);
